@@ -1,0 +1,63 @@
+"""Standard Bluetooth SIG information services: Battery (0x180F) and Device Information
+(0x180A). Pure decoders and the encoders the simulator uses; no I/O, no Bluetooth stack.
+"""
+
+from devices.info.battery import (
+    BATTERY_LEVEL_UUID,
+    BATTERY_SERVICE_UUID,
+    battery_frame,
+    decode_battery_level,
+    encode_battery_level,
+)
+from devices.info.device_information import (
+    DEVICE_INFORMATION_SERVICE_UUID,
+    FIRMWARE_REVISION_UUID,
+    HARDWARE_REVISION_UUID,
+    MANUFACTURER_NAME_UUID,
+    MODEL_NUMBER_UUID,
+    PNP_ID_UUID,
+    SERIAL_NUMBER_UUID,
+    SOFTWARE_REVISION_UUID,
+    SYSTEM_ID_UUID,
+    DeviceInformation,
+    PnpId,
+    SystemId,
+    VendorIdSource,
+    decode_device_information,
+    decode_pnp_id,
+    decode_system_id,
+    decode_utf8_string,
+    encode_device_information,
+    encode_pnp_id,
+    encode_system_id,
+    encode_utf8_string,
+)
+
+__all__ = [
+    "BATTERY_LEVEL_UUID",
+    "BATTERY_SERVICE_UUID",
+    "DEVICE_INFORMATION_SERVICE_UUID",
+    "FIRMWARE_REVISION_UUID",
+    "HARDWARE_REVISION_UUID",
+    "MANUFACTURER_NAME_UUID",
+    "MODEL_NUMBER_UUID",
+    "PNP_ID_UUID",
+    "SERIAL_NUMBER_UUID",
+    "SOFTWARE_REVISION_UUID",
+    "SYSTEM_ID_UUID",
+    "DeviceInformation",
+    "PnpId",
+    "SystemId",
+    "VendorIdSource",
+    "battery_frame",
+    "decode_battery_level",
+    "decode_device_information",
+    "decode_pnp_id",
+    "decode_system_id",
+    "decode_utf8_string",
+    "encode_battery_level",
+    "encode_device_information",
+    "encode_pnp_id",
+    "encode_system_id",
+    "encode_utf8_string",
+]

@@ -1,0 +1,108 @@
+"""Configuration: parsed once, in ``main``, into a frozen ``Settings`` value.
+
+Sources, highest precedence first: ``BIOGW_*`` environment variables (nested fields with
+``__``, e.g. ``BIOGW_BLE__LINK=platform``), then an optional TOML file, then the embedded
+defaults. Components never read the environment or files themselves; they receive the
+parts of ``Settings`` they need as keyword arguments.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from gateway.errors import ConfigError
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class BleSettings(_Section):
+    """Bluetooth: which link to use and how patient to be with it."""
+
+    link: Literal["virtual", "platform"] = "virtual"
+    """``virtual``: bumble's virtual controllers and link, with simulated garments in this
+    process. ``platform``: bleak's backend for this OS (BlueZ on Linux), real hardware."""
+    adapter: str | None = None
+    """Platform adapter name (e.g. ``hci0``); ``None`` for the system default."""
+    keystore_dir: Path | None = None
+    """Where the virtual link keeps bonds; ``None`` keeps them in memory."""
+    scan_timeout_s: float = Field(default=5.0, gt=0, le=300)
+    connect_timeout_s: float = Field(default=10.0, gt=0, le=120)
+
+
+class SimSettings(_Section):
+    """Simulated garments that the virtual link starts next to the gateway."""
+
+    polar: int = Field(default=1, ge=0, le=64)
+    garment: int = Field(default=2, ge=0, le=64)
+    seed: int = 0
+    require_bonding: bool = False
+
+
+class Settings(BaseSettings):
+    """Everything biogw can be told. Frozen; build it with ``load_settings``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BIOGW_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="forbid",
+    )
+
+    log_level: LogLevel = "INFO"
+    ble: BleSettings = BleSettings()
+    sim: SimSettings = SimSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment first, then whatever ``load_settings`` passed in from the TOML file.
+        return (env_settings, init_settings)
+
+
+def _read_toml(path: Path) -> dict[str, object]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError(str(path), ("file not found",)) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), (f"not valid TOML: {exc}",)) from exc
+
+
+def _problems(exc: ValidationError) -> tuple[str, ...]:
+    return tuple(
+        f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()
+    )
+
+
+def load_settings(
+    config_file: Path | None = None, *, overrides: Mapping[str, object] = {}
+) -> Settings:
+    """Parse the configuration once. Raises ``ConfigError`` listing every invalid field."""
+    data: dict[str, object] = _read_toml(config_file) if config_file is not None else {}
+    data.update(overrides)
+    source = str(config_file) if config_file is not None else "environment"
+    try:
+        return Settings(**data)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise ConfigError(source, _problems(exc)) from exc
