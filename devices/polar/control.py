@@ -1,0 +1,436 @@
+"""PMD control point: requests, responses and settings (the feature read is in ``pmd``).
+
+Byte formats follow the public Polar BLE SDK (``BlePMDClient``, ``PmdSetting``,
+``PmdSecret``, ``PmdControlPointCommand``, ``PmdControlPointResponse``)::
+
+    request   op:u8  [measurement:u8 (bits 0-5 type, bit 7 offline)]  [settings...]
+    setting   type:u8  count:u8  count * value   (u16 LE for sample rate, resolution,
+              range; u32 LE for range-milliunit and factor (IEEE-754 bits); u8 for
+              channels; SECURITY is ``06 01 strategy key...`` as ``PmdSecret`` writes it)
+    response  F0  op:u8  measurement:u8  error:u8  [more:u8  parameters...]
+    stopped   01  measurement:u8 *   (device-initiated "online measurement stopped")
+
+Decisions: setting values decode as unsigned (the SDK reads them as signed ints, so a
+range-milliunit of FF FF FF FF is -1 there and 4294967295 here); a start response whose
+parameters are a single byte carries no settings (SDK ``parsePmdSettingsData``); error
+responses carry no parameters (the SDK ignores bytes after the error code); a repeated
+setting type is rejected rather than silently overwritten.
+
+Pure: no I/O, no Bluetooth stack, no logging of payloads.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from devices.errors import FrameDecodeError, FrameEncodeError
+from devices.polar.pmd import OFFLINE_RECORDING_BIT, PmdMeasurementType
+
+_KIND: Final = "pmd.control"
+_SETTINGS_KIND: Final = "pmd.settings"
+RESPONSE_CODE: Final = 0xF0
+STOPPED_CODE: Final = 0x01
+
+
+class PmdOpCode(enum.IntEnum):
+    """Client-to-service op codes (SDK ``PmdControlPointCommandClientToService``)."""
+
+    NULL_ITEM = 0
+    GET_MEASUREMENT_SETTINGS = 1
+    REQUEST_MEASUREMENT_START = 2
+    STOP_MEASUREMENT = 3
+    GET_SDK_MODE_SETTINGS = 4
+    GET_MEASUREMENT_STATUS = 5
+    GET_SDK_MODE_STATUS = 6
+    GET_OFFLINE_RECORDING_TRIGGER_STATUS = 7
+    SET_OFFLINE_RECORDING_TRIGGER_MODE = 8
+    SET_OFFLINE_RECORDING_TRIGGER_SETTINGS = 9
+
+
+class PmdErrorCode(enum.IntEnum):
+    """Response error codes (SDK ``PmdControlPointResponseCode``)."""
+
+    SUCCESS = 0
+    INVALID_OP_CODE = 1
+    INVALID_MEASUREMENT_TYPE = 2
+    NOT_SUPPORTED = 3
+    INVALID_LENGTH = 4
+    INVALID_PARAMETER = 5
+    ALREADY_IN_STATE = 6
+    INVALID_RESOLUTION = 7
+    INVALID_SAMPLE_RATE = 8
+    INVALID_RANGE = 9
+    INVALID_MTU = 10
+    INVALID_NUMBER_OF_CHANNELS = 11
+    INVALID_STATE = 12
+    DEVICE_IN_CHARGER = 13
+    DISK_FULL = 14
+
+
+class PmdSettingType(enum.IntEnum):
+    """Setting types (SDK ``PmdSetting.PmdSettingType``)."""
+
+    SAMPLE_RATE = 0
+    RESOLUTION = 1
+    RANGE = 2
+    RANGE_MILLIUNIT = 3
+    CHANNELS = 4
+    FACTOR = 5
+    SECURITY = 6
+
+
+class PmdSecurityStrategy(enum.IntEnum):
+    """``PmdSecret.SecurityStrategy``; the key length follows from the strategy."""
+
+    NONE = 0
+    XOR = 1
+    AES128 = 2
+    AES256 = 3
+
+
+_FIELD_BYTES: Final = {
+    PmdSettingType.SAMPLE_RATE: 2,
+    PmdSettingType.RESOLUTION: 2,
+    PmdSettingType.RANGE: 2,
+    PmdSettingType.RANGE_MILLIUNIT: 4,
+    PmdSettingType.CHANNELS: 1,
+    PmdSettingType.FACTOR: 4,
+}
+_STRATEGY_IDS: Final = frozenset(int(s) for s in PmdSecurityStrategy)
+_KEY_BYTES: Final = {
+    PmdSecurityStrategy.NONE: 0,
+    # The SDK only ever uses the first key byte for XOR, so one byte is what we carry.
+    PmdSecurityStrategy.XOR: 1,
+    PmdSecurityStrategy.AES128: 16,
+    PmdSecurityStrategy.AES256: 32,
+}
+
+
+def _check_values(kind: PmdSettingType, values: tuple[int, ...]) -> None:
+    if kind is PmdSettingType.SECURITY:
+        if not values or values[0] not in _STRATEGY_IDS:
+            raise FrameEncodeError(_SETTINGS_KIND, "bad_security_strategy")
+        strategy = PmdSecurityStrategy(values[0])
+        key = values[1:]
+        if len(key) != _KEY_BYTES[strategy] or any(not 0 <= b <= 0xFF for b in key):
+            raise FrameEncodeError(_SETTINGS_KIND, "bad_security_key")
+        return
+    limit = 1 << (8 * _FIELD_BYTES[kind])
+    if len(values) > 0xFF:
+        raise FrameEncodeError(_SETTINGS_KIND, "too_many_values")
+    if any(not 0 <= v < limit for v in values):
+        raise FrameEncodeError(_SETTINGS_KIND, f"{kind.name.lower()}_out_of_range")
+
+
+@dataclass(frozen=True, slots=True)
+class PmdSettings(Mapping[PmdSettingType, tuple[int, ...]]):
+    """Settings as the wire carries them: setting type -> values, sorted by type.
+
+    Build with ``PmdSettings.of({PmdSettingType.SAMPLE_RATE: (130,), ...})``. A start
+    request carries one value per type; a get-settings response lists the available
+    values. ``SECURITY`` is ``(strategy, *key_bytes)``. Values out of their wire range
+    raise ``FrameEncodeError`` at construction.
+    """
+
+    entries: tuple[tuple[PmdSettingType, tuple[int, ...]], ...] = ()
+
+    def __post_init__(self) -> None:
+        normal = tuple(sorted((PmdSettingType(k), tuple(v)) for k, v in self.entries))
+        kinds = [k for k, _ in normal]
+        if len(set(kinds)) != len(kinds):
+            raise FrameEncodeError(_SETTINGS_KIND, "duplicate_setting")
+        for kind, values in normal:
+            _check_values(kind, values)
+        object.__setattr__(self, "entries", normal)
+
+    @classmethod
+    def of(cls, values: Mapping[PmdSettingType, Iterable[int]]) -> PmdSettings:
+        return cls(tuple((PmdSettingType(k), tuple(v)) for k, v in values.items()))
+
+    def __getitem__(self, key: PmdSettingType) -> tuple[int, ...]:
+        for kind, values in self.entries:
+            if kind == key:
+                return values
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[PmdSettingType]:
+        return iter(kind for kind, _ in self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @property
+    def factor(self) -> float | None:
+        """The FACTOR setting as the float its IEEE-754 bits encode (first value)."""
+        bits = self.get(PmdSettingType.FACTOR)
+        if not bits:
+            return None
+        return float(struct.unpack("<f", bits[0].to_bytes(4, "little"))[0])
+
+
+def factor_bits(factor: float) -> int:
+    """The u32 a FACTOR setting carries for ``factor`` (rounded to float32)."""
+    return int.from_bytes(struct.pack("<f", factor), "little")
+
+
+def encode_settings(settings: PmdSettings) -> bytes:
+    """Settings bytes in type order: ``type count values...`` per entry."""
+    out = bytearray()
+    for kind, values in settings.entries:
+        out += bytes((kind, 1 if kind is PmdSettingType.SECURITY else len(values)))
+        if kind is PmdSettingType.SECURITY:
+            out += bytes(values)
+            continue
+        size = _FIELD_BYTES[kind]
+        for value in values:
+            out += value.to_bytes(size, "little")
+    return bytes(out)
+
+
+def _take(data: bytes, offset: int, size: int, kind: str) -> bytes:
+    if offset + size > len(data):
+        raise FrameDecodeError(kind, "truncated", f"need {offset + size} bytes, have {len(data)}")
+    return data[offset : offset + size]
+
+
+def _parse_entry(data: bytes, offset: int) -> tuple[PmdSettingType, tuple[int, ...], int]:
+    try:
+        kind = PmdSettingType(data[offset])
+    except ValueError:
+        raise FrameDecodeError(_SETTINGS_KIND, "unknown_setting", f"type {data[offset]}") from None
+    count = _take(data, offset + 1, 1, _SETTINGS_KIND)[0]
+    offset += 2
+    if kind is PmdSettingType.SECURITY:
+        strategy_byte = _take(data, offset, 1, _SETTINGS_KIND)[0]
+        try:
+            strategy = PmdSecurityStrategy(strategy_byte)
+        except ValueError:
+            raise FrameDecodeError(_SETTINGS_KIND, "bad_security_strategy") from None
+        key = _take(data, offset + 1, _KEY_BYTES[strategy], _SETTINGS_KIND)
+        return kind, (strategy, *key), offset + 1 + len(key)
+    size = _FIELD_BYTES[kind]
+    raw = _take(data, offset, size * count, _SETTINGS_KIND)
+    values = tuple(int.from_bytes(raw[i : i + size], "little") for i in range(0, len(raw), size))
+    return kind, values, offset + len(raw)
+
+
+def decode_settings(data: bytes, *, single_byte_is_empty: bool = False) -> PmdSettings:
+    """Parse settings bytes. ``single_byte_is_empty`` mirrors the SDK's response parser,
+    which treats a one-byte parameter block as "no settings"."""
+    if single_byte_is_empty and len(data) <= 1:
+        return PmdSettings()
+    entries: list[tuple[PmdSettingType, tuple[int, ...]]] = []
+    offset = 0
+    while offset < len(data):
+        kind, values, offset = _parse_entry(data, offset)
+        if any(k == kind for k, _ in entries):
+            raise FrameDecodeError(_SETTINGS_KIND, "duplicate_setting", kind.name)
+        entries.append((kind, values))
+    return PmdSettings(tuple(entries))
+
+
+def _measurement_byte(measurement: PmdMeasurementType | str, offline: bool) -> int:
+    return int(PmdMeasurementType.coerce(measurement)) | (OFFLINE_RECORDING_BIT if offline else 0)
+
+
+def encode_get_settings_request(
+    measurement: PmdMeasurementType | str, *, offline: bool = False
+) -> bytes:
+    return bytes((PmdOpCode.GET_MEASUREMENT_SETTINGS, _measurement_byte(measurement, offline)))
+
+
+def encode_get_sdk_mode_settings_request(
+    measurement: PmdMeasurementType | str, *, offline: bool = False
+) -> bytes:
+    return bytes((PmdOpCode.GET_SDK_MODE_SETTINGS, _measurement_byte(measurement, offline)))
+
+
+def encode_start_request(
+    measurement: PmdMeasurementType | str, settings: PmdSettings, *, offline: bool = False
+) -> bytes:
+    """Start request; FACTOR is never sent (SDK ``serializeSelected`` skips it)."""
+    sent = PmdSettings(tuple(e for e in settings.entries if e[0] is not PmdSettingType.FACTOR))
+    if any(len(v) != 1 for k, v in sent.entries if k is not PmdSettingType.SECURITY):
+        raise FrameEncodeError(_KIND, "start_needs_one_value_per_setting")
+    head = (PmdOpCode.REQUEST_MEASUREMENT_START, _measurement_byte(measurement, offline))
+    return bytes(head) + encode_settings(sent)
+
+
+def encode_stop_request(measurement: PmdMeasurementType | str) -> bytes:
+    return bytes((PmdOpCode.STOP_MEASUREMENT, _measurement_byte(measurement, False)))
+
+
+def encode_measurement_status_request() -> bytes:
+    return bytes((PmdOpCode.GET_MEASUREMENT_STATUS,))
+
+
+@dataclass(frozen=True, slots=True)
+class PmdControlRequest:
+    """A decoded control-point write (what the simulated device receives).
+
+    ``measurement_id`` is the type id (bits 0-5) for ops that carry one, so a device can
+    answer ``INVALID_MEASUREMENT_TYPE`` for ids it does not know; ``settings`` is set for
+    start requests; ``parameters`` is everything after the op code, as sent.
+    """
+
+    op_code: PmdOpCode
+    measurement_id: int | None = None
+    offline: bool = False
+    settings: PmdSettings | None = None
+    parameters: bytes = b""
+
+    @property
+    def measurement(self) -> PmdMeasurementType | None:
+        return (
+            None if self.measurement_id is None else PmdMeasurementType.from_id(self.measurement_id)
+        )
+
+
+_WITH_MEASUREMENT: Final = frozenset(
+    {
+        PmdOpCode.GET_MEASUREMENT_SETTINGS,
+        PmdOpCode.REQUEST_MEASUREMENT_START,
+        PmdOpCode.STOP_MEASUREMENT,
+        PmdOpCode.GET_SDK_MODE_SETTINGS,
+    }
+)
+_PARAMETERLESS: Final = frozenset(
+    {
+        PmdOpCode.GET_MEASUREMENT_STATUS,
+        PmdOpCode.GET_SDK_MODE_STATUS,
+        PmdOpCode.GET_OFFLINE_RECORDING_TRIGGER_STATUS,
+    }
+)
+
+
+def decode_control_request(data: bytes) -> PmdControlRequest:
+    """Decode a control-point write. Unknown op codes raise ``FrameDecodeError`` with
+    reason ``"unknown_op_code"`` (a device answers ``INVALID_OP_CODE`` from ``data[0]``)."""
+    if not data:
+        raise FrameDecodeError(_KIND, "short", "empty request")
+    try:
+        op = PmdOpCode(data[0])
+    except ValueError:
+        raise FrameDecodeError(_KIND, "unknown_op_code", f"op {data[0]}") from None
+    params = bytes(data[1:])
+    if op in _WITH_MEASUREMENT:
+        if not params:
+            raise FrameDecodeError(_KIND, "short", f"{op.name} needs a measurement byte")
+        if op is not PmdOpCode.REQUEST_MEASUREMENT_START and len(params) != 1:
+            raise FrameDecodeError(_KIND, "bad_length", f"{op.name} takes one byte")
+        settings = (
+            decode_settings(params[1:]) if op is PmdOpCode.REQUEST_MEASUREMENT_START else None
+        )
+        return PmdControlRequest(
+            op,
+            measurement_id=params[0] & 0x3F,
+            offline=bool(params[0] & OFFLINE_RECORDING_BIT),
+            settings=settings,
+            parameters=params,
+        )
+    if op in _PARAMETERLESS and params:
+        raise FrameDecodeError(_KIND, "bad_length", f"{op.name} takes no parameters")
+    if op is PmdOpCode.SET_OFFLINE_RECORDING_TRIGGER_MODE and len(params) != 1:
+        raise FrameDecodeError(_KIND, "bad_length", f"{op.name} takes one byte")
+    if op is PmdOpCode.SET_OFFLINE_RECORDING_TRIGGER_SETTINGS:
+        return _decode_trigger_settings(params)
+    return PmdControlRequest(op, parameters=params)
+
+
+def _decode_trigger_settings(params: bytes) -> PmdControlRequest:
+    # status:u8 measurement:u8 [length:u8 settings...] (SDK setOfflineRecordingTriggerSetting)
+    op = PmdOpCode.SET_OFFLINE_RECORDING_TRIGGER_SETTINGS
+    head = _take(params, 0, 2, _KIND)
+    settings = None
+    if len(params) > 2:
+        length = params[2]
+        if len(params) != 3 + length:
+            raise FrameDecodeError(_KIND, "bad_length", "trigger settings length mismatch")
+        settings = decode_settings(params[3:])
+    return PmdControlRequest(
+        op, measurement_id=head[1] & 0x3F, settings=settings, parameters=params
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PmdControlResponse:
+    """A control-point response indication (``F0 op measurement error [more params]``)."""
+
+    op_code: PmdOpCode
+    measurement_id: int
+    """Byte 2 as sent (the SDK keeps it raw); see ``measurement``."""
+    error: PmdErrorCode
+    more: bool = False
+    parameters: bytes = b""
+
+    @property
+    def ok(self) -> bool:
+        return self.error is PmdErrorCode.SUCCESS
+
+    @property
+    def measurement(self) -> PmdMeasurementType | None:
+        return PmdMeasurementType.from_id(self.measurement_id)
+
+    def settings(self) -> PmdSettings:
+        """Parameters parsed as settings (get-settings lists, start-response factor)."""
+        return decode_settings(self.parameters, single_byte_is_empty=True)
+
+
+@dataclass(frozen=True, slots=True)
+class PmdMeasurementStopped:
+    """Device-initiated "online measurement stopped" (``01 type...``)."""
+
+    measurement_ids: tuple[int, ...]
+
+
+def encode_control_response(
+    op_code: PmdOpCode | int,
+    measurement: PmdMeasurementType | int,
+    error: PmdErrorCode = PmdErrorCode.SUCCESS,
+    *,
+    more: bool = False,
+    parameters: bytes = b"",
+) -> bytes:
+    """``F0 op measurement error more parameters``; errors carry neither more nor params."""
+    if error is not PmdErrorCode.SUCCESS and (more or parameters):
+        raise FrameEncodeError(_KIND, "error_response_with_parameters")
+    if not 0 <= int(op_code) <= 0xFF or not 0 <= int(measurement) <= 0xFF:
+        raise FrameEncodeError(_KIND, "byte_out_of_range")
+    head = (RESPONSE_CODE, int(op_code), int(measurement), int(error), int(more))
+    return bytes(head) + bytes(parameters)
+
+
+def decode_control_response(data: bytes) -> PmdControlResponse:
+    if len(data) < 4:
+        raise FrameDecodeError(_KIND, "short", f"{len(data)} bytes, need 4")
+    if data[0] != RESPONSE_CODE:
+        raise FrameDecodeError(_KIND, "not_a_response", f"code {data[0]:#04x}")
+    try:
+        op = PmdOpCode(data[1])
+    except ValueError:
+        raise FrameDecodeError(_KIND, "unknown_op_code", f"op {data[1]}") from None
+    try:
+        error = PmdErrorCode(data[3])
+    except ValueError:
+        raise FrameDecodeError(_KIND, "unknown_error_code", f"error {data[3]}") from None
+    if error is not PmdErrorCode.SUCCESS:
+        return PmdControlResponse(op, data[2], error)
+    more = len(data) > 4 and data[4] != 0
+    return PmdControlResponse(op, data[2], error, more, bytes(data[5:]))
+
+
+def encode_measurement_stopped(measurements: Iterable[PmdMeasurementType | int]) -> bytes:
+    return bytes((STOPPED_CODE, *(int(m) for m in measurements)))
+
+
+def decode_control_point_notification(data: bytes) -> PmdControlResponse | PmdMeasurementStopped:
+    """Any indication on the control point: a response or a device-initiated stop."""
+    if not data:
+        raise FrameDecodeError(_KIND, "short", "empty indication")
+    if data[0] == STOPPED_CODE:
+        return PmdMeasurementStopped(tuple(b & 0x3F for b in data[1:]))
+    return decode_control_response(data)
