@@ -1,0 +1,1 @@
+"""Fuzz targets for every decoder that takes bytes from outside (radio, wire formats)."""
