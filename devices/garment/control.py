@@ -1,12 +1,12 @@
-"""Control point, features and status values of the biogw garment profile.
+"""Control point of the biogw garment profile: requests, responses, request validation.
 
-Requests the gateway writes to the control point (start, stop, set/get configuration,
-get device time), the responses the garment indicates back, the read-only features
-value and the status value. Every value has an encoder and a decoder; the simulator
-decodes requests and encodes responses, the gateway does the reverse. Byte layouts:
+Requests the gateway writes (start, stop, set/get configuration, get device time) and the
+responses the garment indicates back, each with an encoder and a decoder: the simulator
+decodes requests and encodes responses, the gateway the reverse. Byte layouts:
 ``docs/garment-profile.md``. Pure: no I/O, no Bluetooth stack. Malformed input raises
 ``FrameDecodeError`` (``ControlRequestError`` for requests, carrying the result code the
-device answers with); unrepresentable values raise ``FrameEncodeError``.
+device answers with); unrepresentable values raise ``FrameEncodeError``. The features and
+status values live in ``features`` and ``status``, re-exported here for existing imports.
 """
 
 from __future__ import annotations
@@ -14,41 +14,70 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from itertools import pairwise
 from typing import ClassVar
 
 from devices.errors import FrameDecodeError, FrameEncodeError
+from devices.garment.checks import (
+    ENCODINGS_BY_ID,
+    RATES_BY_ID,
+    STREAMS_BY_ID,
+    ascending,
+    full_scale_ok,
+    rate_for,
+    sorted_unique,
+)
+from devices.garment.features import (
+    GarmentFeatures,
+    StreamFeatures,
+    decode_features,
+    encode_features,
+)
 from devices.garment.spec import (
-    CAPABILITIES_RESERVED,
     MAX_DEVICE_TIME_US,
-    PROTOCOL_VERSION,
-    STATUS_FLAGS_RESERVED,
-    STREAM_MASK_RESERVED,
     STREAM_SPECS,
-    Capabilities,
     ControlOpcode,
     GarmentStream,
-    RateCode,
     ResultCode,
     SampleEncoding,
-    StatusFlags,
-    rate_code,
 )
+from devices.garment.status import GarmentStatus, decode_status, encode_status
+
+__all__ = [
+    "ControlRequest",
+    "ControlRequestError",
+    "ControlResponse",
+    "GarmentFeatures",
+    "GarmentStatus",
+    "GetConfigRequest",
+    "GetTimeRequest",
+    "SetConfigRequest",
+    "StartRequest",
+    "StopRequest",
+    "StreamConfig",
+    "StreamFeatures",
+    "StreamSettings",
+    "decode_control_request",
+    "decode_control_response",
+    "decode_features",
+    "decode_status",
+    "encode_control_request",
+    "encode_control_response",
+    "encode_features",
+    "encode_get_config_request",
+    "encode_get_time_request",
+    "encode_set_config_request",
+    "encode_start_request",
+    "encode_status",
+    "encode_stop_request",
+    "validate_request",
+]
 
 _REQ = "garment.control_request"
 _RSP = "garment.control_response"
-_FEAT = "garment.features"
-_STAT = "garment.status"
-_STREAMS = {int(s): s for s in GarmentStream}
-_RATES = {int(c): c for c in RateCode}
-_ENCODINGS = {int(e): e for e in SampleEncoding}
 _RESULTS = {int(r): r for r in ResultCode}
 _OPCODES = {int(o): o for o in ControlOpcode if o is not ControlOpcode.RESPONSE}
 _CONFIG_ENTRY = struct.Struct("<BBBBH")
 _TIME = struct.Struct("<QI")
-_FEATURES_HEAD = struct.Struct("<BBIB")
-_FEATURE_ENTRY = struct.Struct("<BBHBB")
-_STATUS = struct.Struct("<BHBBQ")
 
 
 class ControlRequestError(FrameDecodeError):
@@ -131,76 +160,19 @@ class ControlResponse:
         return self.result is ResultCode.SUCCESS
 
 
-@dataclass(frozen=True, slots=True)
-class StreamFeatures:
-    stream: GarmentStream
-    encodings: tuple[SampleEncoding, ...]
-    rates_hz: tuple[float, ...]
-    default_rate_hz: float
-    full_scales: tuple[int, ...] = ()
-    """Selectable sensor ranges (g or dps), ascending; empty if not configurable."""
-
-
-@dataclass(frozen=True, slots=True)
-class GarmentFeatures:
-    protocol_version: int
-    capabilities: Capabilities
-    boot_id: int
-    """Random per device boot: a new value means the device clock and sequences restarted."""
-    streams: tuple[StreamFeatures, ...]
-
-    def for_stream(self, stream: GarmentStream) -> StreamFeatures | None:
-        return next((s for s in self.streams if s.stream is stream), None)
-
-
-@dataclass(frozen=True, slots=True)
-class GarmentStatus:
-    device_time_us: int
-    flags: StatusFlags = StatusFlags.NONE
-    streaming: tuple[GarmentStream, ...] = ()
-    faults: tuple[GarmentStream, ...] = ()
-    """Streams whose sensor reports a fault."""
-
-
-def _rate_for(stream: GarmentStream, fs_hz: float, kind: str) -> RateCode:
-    code = rate_code(fs_hz)
-    if code is None or code not in STREAM_SPECS[stream].rates:
-        raise FrameEncodeError(kind, f"{stream.name} has no rate {fs_hz!r} Hz")
-    return code
-
-
-def _full_scale_ok(stream: GarmentStream, full_scale: int) -> bool:
-    return 0 <= full_scale <= STREAM_SPECS[stream].max_full_scale
-
-
-def _mask(streams: Iterable[GarmentStream]) -> int:
-    return sum(1 << int(s) for s in set(streams))
-
-
-def _unmask(mask: int) -> tuple[GarmentStream, ...]:
-    return tuple(s for s in GarmentStream if mask >> int(s) & 1)
-
-
-def _sorted_unique(streams: Iterable[GarmentStream], kind: str) -> tuple[GarmentStream, ...]:
-    items = tuple(GarmentStream(s) for s in streams)
-    if len(set(items)) != len(items):
-        raise FrameEncodeError(kind, "a stream is listed twice")
-    return tuple(sorted(items))
-
-
 def encode_start_request(streams: Mapping[GarmentStream, float]) -> bytes:
     """START the given streams at the given rates (Hz)."""
     if not streams:
         raise FrameEncodeError(_REQ, "START lists at least one stream")
     body = bytearray([ControlOpcode.START])
-    for stream in _sorted_unique(streams, _REQ):
-        body += bytes([stream, _rate_for(stream, streams[stream], _REQ)])
+    for stream in sorted_unique(streams, _REQ):
+        body += bytes([stream, rate_for(stream, streams[stream], _REQ)])
     return bytes(body)
 
 
 def encode_stop_request(streams: Iterable[GarmentStream] | None = None) -> bytes:
     """STOP the given streams, or every stream when ``streams`` is None or empty."""
-    return bytes([ControlOpcode.STOP, *_sorted_unique(streams or (), _REQ)])
+    return bytes([ControlOpcode.STOP, *sorted_unique(streams or (), _REQ)])
 
 
 def encode_set_config_request(settings: Mapping[GarmentStream, StreamSettings]) -> bytes:
@@ -208,11 +180,11 @@ def encode_set_config_request(settings: Mapping[GarmentStream, StreamSettings]) 
     if not settings:
         raise FrameEncodeError(_REQ, "SET_CONFIG lists at least one stream")
     body = bytearray([ControlOpcode.SET_CONFIG])
-    for stream in _sorted_unique(settings, _REQ):
+    for stream in sorted_unique(settings, _REQ):
         item = settings[stream]
         if item.encoding not in STREAM_SPECS[stream].encodings:
             raise FrameEncodeError(_REQ, f"{stream.name} has no {item.encoding!r} encoding")
-        if not _full_scale_ok(stream, item.full_scale):
+        if not full_scale_ok(stream, item.full_scale):
             raise FrameEncodeError(_REQ, f"{stream.name} full scale {item.full_scale}")
         body += struct.pack("<BBH", stream, item.encoding, item.full_scale)
     return bytes(body)
@@ -246,7 +218,7 @@ def encode_control_request(request: ControlRequest) -> bytes:
 
 
 def _request_stream(op: int, stream_id: int, seen: set[GarmentStream]) -> GarmentStream:
-    stream = _STREAMS.get(stream_id)
+    stream = STREAMS_BY_ID.get(stream_id)
     if stream is None:
         raise ControlRequestError("unknown_stream", ResultCode.UNSUPPORTED_STREAM, op, stream_id)
     if stream in seen:
@@ -262,7 +234,7 @@ def _decode_start(op: int, params: bytes) -> StartRequest:
     rates: list[tuple[GarmentStream, float]] = []
     for i in range(0, len(params), 2):
         stream = _request_stream(op, params[i], seen)
-        code = _RATES.get(params[i + 1])
+        code = RATES_BY_ID.get(params[i + 1])
         if code is None or code not in STREAM_SPECS[stream].rates:
             raise ControlRequestError("bad_rate", ResultCode.INVALID_RATE, op, stream)
         rates.append((stream, code.hz))
@@ -276,10 +248,10 @@ def _decode_set_config(op: int, params: bytes) -> SetConfigRequest:
     settings: list[tuple[GarmentStream, StreamSettings]] = []
     for stream_id, enc_id, full_scale in struct.iter_unpack("<BBH", params):
         stream = _request_stream(op, stream_id, seen)
-        encoding = _ENCODINGS.get(enc_id)
+        encoding = ENCODINGS_BY_ID.get(enc_id)
         if encoding is None or encoding not in STREAM_SPECS[stream].encodings:
             raise ControlRequestError("bad_encoding", ResultCode.UNSUPPORTED_ENCODING, op, stream)
-        if not _full_scale_ok(stream, full_scale):
+        if not full_scale_ok(stream, full_scale):
             raise ControlRequestError("bad_range", ResultCode.INVALID_RANGE, op, stream)
         settings.append((stream, StreamSettings(encoding, full_scale)))
     return SetConfigRequest(tuple(settings))
@@ -342,13 +314,13 @@ def validate_request(request: ControlRequest, features: GarmentFeatures) -> None
 
 
 def _encode_config(config: tuple[StreamConfig, ...]) -> bytes:
-    if not config or not _ascending(tuple(c.stream for c in config)):
+    if not config or not ascending(tuple(c.stream for c in config)):
         raise FrameEncodeError(_RSP, "GET_CONFIG lists each stream once, ascending by id")
     body = bytearray()
     for item in config:
-        code = _rate_for(item.stream, item.fs_hz, _RSP)
+        code = rate_for(item.stream, item.fs_hz, _RSP)
         spec = STREAM_SPECS[item.stream]
-        if item.encoding not in spec.encodings or not _full_scale_ok(item.stream, item.full_scale):
+        if item.encoding not in spec.encodings or not full_scale_ok(item.stream, item.full_scale):
             raise FrameEncodeError(_RSP, f"{item.stream.name} encoding or full scale")
         entry = (item.stream, int(item.running), code, item.encoding, item.full_scale)
         body += _CONFIG_ENTRY.pack(*entry)
@@ -387,16 +359,16 @@ def _decode_config(body: bytes) -> tuple[StreamConfig, ...]:
         raise FrameDecodeError(_RSP, "length_mismatch", "GET_CONFIG entries")
     config: list[StreamConfig] = []
     for stream_id, running, rate_id, enc_id, full_scale in _CONFIG_ENTRY.iter_unpack(body):
-        stream = _STREAMS.get(stream_id)
+        stream = STREAMS_BY_ID.get(stream_id)
         if stream is None or (config and config[-1].stream >= stream):
             raise FrameDecodeError(_RSP, "bad_stream", str(stream_id))
         spec = STREAM_SPECS[stream]
-        code, encoding = _RATES.get(rate_id), _ENCODINGS.get(enc_id)
+        code, encoding = RATES_BY_ID.get(rate_id), ENCODINGS_BY_ID.get(enc_id)
         if code is None or code not in spec.rates:
             raise FrameDecodeError(_RSP, "bad_rate", f"{rate_id} for {stream.name}")
         if encoding is None or encoding not in spec.encodings:
             raise FrameDecodeError(_RSP, "bad_encoding", f"{enc_id} for {stream.name}")
-        if running > 1 or not _full_scale_ok(stream, full_scale):
+        if running > 1 or not full_scale_ok(stream, full_scale):
             raise FrameDecodeError(_RSP, "bad_value", f"{stream.name} state or full scale")
         config.append(StreamConfig(stream, bool(running), code.hz, encoding, full_scale))
     return tuple(config)
@@ -431,131 +403,3 @@ def decode_control_response(data: bytes) -> ControlResponse:
     if body:
         raise FrameDecodeError(_RSP, "length_mismatch", "success carries no parameters")
     return ControlResponse(op, result)
-
-
-def _ascending(values: tuple[float, ...] | tuple[int, ...]) -> bool:
-    return all(a < b for a, b in pairwise(values))
-
-
-def _encode_stream_features(item: StreamFeatures) -> bytes:
-    spec = STREAM_SPECS[item.stream]
-    codes = [_rate_for(item.stream, fs, _FEAT) for fs in item.rates_hz]
-    default = _rate_for(item.stream, item.default_rate_hz, _FEAT)
-    ok = (
-        item.encodings
-        and set(item.encodings) <= set(spec.encodings)
-        and _ascending(tuple(item.encodings))
-        and codes
-        and _ascending(item.rates_hz)
-        and default in codes
-        and _ascending(item.full_scales)
-        and all(0 < fs <= spec.max_full_scale for fs in item.full_scales)
-    )
-    if not ok or len(item.full_scales) > 0xFF:
-        raise FrameEncodeError(_FEAT, f"{item.stream.name} features are not canonical")
-    enc_mask = sum(1 << int(e) for e in item.encodings)
-    rate_mask = sum(1 << int(c) for c in codes)
-    head = _FEATURE_ENTRY.pack(item.stream, enc_mask, rate_mask, default, len(item.full_scales))
-    return head + struct.pack(f"<{len(item.full_scales)}H", *item.full_scales)
-
-
-def encode_features(features: GarmentFeatures) -> bytes:
-    """Encode the features value (read-only characteristic)."""
-    streams = tuple(s.stream for s in features.streams)
-    if features.protocol_version != PROTOCOL_VERSION:
-        raise FrameEncodeError(_FEAT, "only protocol version 1 is defined")
-    if not streams or not _ascending(streams):
-        raise FrameEncodeError(_FEAT, "streams must be listed once each, ascending by id")
-    caps = int(features.capabilities)
-    if caps & ~0xFF or caps & CAPABILITIES_RESERVED or not 0 <= features.boot_id <= 0xFFFF_FFFF:
-        raise FrameEncodeError(_FEAT, "reserved capability bits or boot_id out of u32")
-    head = _FEATURES_HEAD.pack(PROTOCOL_VERSION, caps, features.boot_id, len(streams))
-    return head + b"".join(_encode_stream_features(s) for s in features.streams)
-
-
-def _decode_stream_features(data: bytes, offset: int) -> tuple[StreamFeatures, int]:
-    if len(data) < offset + _FEATURE_ENTRY.size:
-        raise FrameDecodeError(_FEAT, "short", "stream entry")
-    stream_id, enc_mask, rate_mask, default_id, n_fs = _FEATURE_ENTRY.unpack_from(data, offset)
-    offset += _FEATURE_ENTRY.size
-    stream = _STREAMS.get(stream_id)
-    if stream is None:
-        raise FrameDecodeError(_FEAT, "unknown_stream", str(stream_id))
-    spec = STREAM_SPECS[stream]
-    encodings = tuple(e for e in spec.encodings if enc_mask >> int(e) & 1)
-    codes = tuple(c for c in spec.rates if rate_mask >> int(c) & 1)
-    if not encodings or enc_mask != sum(1 << int(e) for e in encodings):
-        raise FrameDecodeError(_FEAT, "bad_encodings", f"{stream.name} mask {enc_mask:#04x}")
-    if not codes or rate_mask != sum(1 << int(c) for c in codes) or default_id not in codes:
-        raise FrameDecodeError(_FEAT, "bad_rates", f"{stream.name} mask {rate_mask:#06x}")
-    if len(data) < offset + 2 * n_fs:
-        raise FrameDecodeError(_FEAT, "short", "full-scale list")
-    full_scales = struct.unpack_from(f"<{n_fs}H", data, offset)
-    if not _ascending(full_scales) or not all(0 < f <= spec.max_full_scale for f in full_scales):
-        raise FrameDecodeError(_FEAT, "bad_full_scale", stream.name)
-    rates = tuple(c.hz for c in codes)
-    item = StreamFeatures(stream, encodings, rates, _RATES[default_id].hz, full_scales)
-    return item, offset + 2 * n_fs
-
-
-def decode_features(data: bytes) -> GarmentFeatures:
-    """Decode the features value."""
-    if len(data) < _FEATURES_HEAD.size:
-        raise FrameDecodeError(_FEAT, "short", f"{len(data)} bytes")
-    version, caps, boot_id, n_streams = _FEATURES_HEAD.unpack_from(data)
-    if version != PROTOCOL_VERSION:
-        raise FrameDecodeError(_FEAT, "unsupported_version", str(version))
-    if caps & CAPABILITIES_RESERVED:
-        raise FrameDecodeError(_FEAT, "bad_flags", f"{caps:#04x}")
-    streams: list[StreamFeatures] = []
-    offset = _FEATURES_HEAD.size
-    for _ in range(n_streams):
-        item, offset = _decode_stream_features(data, offset)
-        streams.append(item)
-    ids = tuple(s.stream for s in streams)
-    if not ids or not _ascending(ids):
-        raise FrameDecodeError(_FEAT, "bad_streams", "streams once each, ascending")
-    if offset != len(data):
-        raise FrameDecodeError(_FEAT, "length_mismatch", f"{len(data) - offset} extra bytes")
-    return GarmentFeatures(version, Capabilities(caps), boot_id, tuple(streams))
-
-
-def _status_flags_error(flags: int) -> str | None:
-    if flags & STATUS_FLAGS_RESERVED:
-        return "reserved bits"
-    if flags & StatusFlags.SKIN_CONTACT and not flags & StatusFlags.CONTACT_SUPPORTED:
-        return "contact without contact support"
-    if flags & StatusFlags.CHARGING and not flags & StatusFlags.EXTERNAL_POWER:
-        return "charging without external power"
-    return None
-
-
-def encode_status(status: GarmentStatus) -> bytes:
-    """Encode the status value (read and notify)."""
-    flags = int(status.flags)
-    problem = "flags out of u16" if flags & ~0xFFFF else _status_flags_error(flags)
-    if problem is not None:
-        raise FrameEncodeError(_STAT, problem)
-    if not 0 <= status.device_time_us <= MAX_DEVICE_TIME_US:
-        raise FrameEncodeError(_STAT, "device_time_us out of range")
-    for group in (status.streaming, status.faults):
-        _sorted_unique(group, _STAT)
-    streaming, faults = _mask(status.streaming), _mask(status.faults)
-    return _STATUS.pack(PROTOCOL_VERSION, flags, streaming, faults, status.device_time_us)
-
-
-def decode_status(data: bytes) -> GarmentStatus:
-    """Decode a status read or notification."""
-    if len(data) != _STATUS.size:
-        raise FrameDecodeError(_STAT, "length_mismatch", f"{len(data)} bytes, expected 13")
-    version, flags, streaming, faults, time_us = _STATUS.unpack(data)
-    if version != PROTOCOL_VERSION:
-        raise FrameDecodeError(_STAT, "unsupported_version", str(version))
-    problem = _status_flags_error(flags)
-    if problem is not None:
-        raise FrameDecodeError(_STAT, "bad_flags", problem)
-    if (streaming | faults) & STREAM_MASK_RESERVED:
-        raise FrameDecodeError(_STAT, "bad_mask", "reserved stream bits")
-    if time_us > MAX_DEVICE_TIME_US:
-        raise FrameDecodeError(_STAT, "bad_time", "device time beyond 2**53 µs")
-    return GarmentStatus(time_us, StatusFlags(flags), _unmask(streaming), _unmask(faults))

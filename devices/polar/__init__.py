@@ -1,9 +1,10 @@
 """Polar devices: the Polar Measurement Data (PMD) service and the Polar H10 profile.
 
 ``pmd`` owns UUIDs, measurement types and the feature read, ``control`` the control
-point (requests, responses, settings), ``frames`` the data frames (decoder and the
-simulator's encoder), ``profile`` the H10 profile. Formats follow the public Polar BLE
-SDK (github.com/polarofficial/polar-ble-sdk). Pure: no I/O, no Bluetooth stack.
+point (requests, responses), ``settings`` the settings blocks they carry, ``layouts`` the
+data-frame layouts, ``frames`` the data-frame decoder, ``encode`` the simulator's
+encoder, ``profile`` the H10 profile. Formats follow the public Polar BLE SDK
+(github.com/polarofficial/polar-ble-sdk). Pure: no I/O, no Bluetooth stack.
 """
 
 from devices.polar.control import (
