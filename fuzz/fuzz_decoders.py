@@ -25,7 +25,7 @@ def one_input(data: bytes) -> None:
     if not data:
         return
     _, decode = TARGETS[data[0] % len(TARGETS)]
-    with contextlib.suppress(ALLOWED):
+    with contextlib.suppress(*ALLOWED):
         decode(data[1:])
 
 
