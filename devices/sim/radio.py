@@ -11,10 +11,11 @@ adapter (central) both get their ``Device`` from :meth:`VirtualRadio.add_host`.
 It must not: know GATT profiles, decode or generate sensor data, start tasks of its
 own, or sleep to synchronise; its only timers are bumble's advertising timers.
 
-Two faults of bumble's virtual controller are corrected here (see
+Three faults of bumble's virtual controller are corrected here (see
 ``_VirtualController``): *LE Create Connection Cancel* did not end the pending
 connection (so a connection attempt with a timeout to an absent peer hung forever and
-wedged the controller), and advertising reports always carried RSSI -50 dBm.
+wedged the controller), advertising reports always carried RSSI -50 dBm, and a legacy
+scan response repeated the advertising data instead of carrying the scan response.
 
 Out of process: ``LocalLink`` runs every controller in this event loop. A later issue
 can run the simulator in another process by serving its controllers over HCI
@@ -102,9 +103,40 @@ class _VirtualController(Controller):
 
     def send_hci_packet(self, packet: hci.HCI_Packet) -> None:
         if isinstance(packet, _AdvertisingReportEvent):
+            reports = []
             for report in packet.reports:
                 report.rssi = self._rssi_for(report.address)
+                if _is_scan_response(report):
+                    # bumble repeats the advertising data here; a real scan response
+                    # carries the advertiser's scan response data, or is not sent at all.
+                    report.data = self._scan_response_of(report.address)
+                    if not report.data:
+                        continue
+                reports.append(report)
+            if not reports:
+                return
+            packet.reports = reports  # type: ignore[assignment]  # same report kind, filtered
         super().send_hci_packet(packet)
+
+    def _scan_response_of(self, address: hci.Address) -> bytes:
+        advertiser = self.link.find_le_controller(address)
+        if advertiser is None:
+            return b""
+        for adv_set in advertiser.advertising_sets.values():
+            if adv_set.enabled and adv_set.address == address:
+                return bytes(adv_set.scan_response_data)
+        legacy = advertiser.le_legacy_advertiser
+        return bytes(legacy.scan_response_data) if legacy.enabled else b""
+
+
+def _is_scan_response(
+    report: hci.HCI_LE_Advertising_Report_Event.Report
+    | hci.HCI_LE_Extended_Advertising_Report_Event.Report,
+) -> bool:
+    if isinstance(report, hci.HCI_LE_Extended_Advertising_Report_Event.Report):
+        flag = hci.HCI_LE_Extended_Advertising_Report_Event.EventType.SCAN_RESPONSE
+        return bool(report.event_type & flag)
+    return bool(report.event_type == hci.HCI_LE_Advertising_Report_Event.EventType.SCAN_RSP)
 
 
 class _RangedLink(LocalLink):

@@ -72,6 +72,9 @@ class NotificationQueue:
     async def get(self) -> Notification:
         return await self._queue.get()
 
+    def get_nowait(self) -> Notification:
+        return self._queue.get_nowait()
+
     def qsize(self) -> int:
         return self._queue.qsize()
 
@@ -123,12 +126,15 @@ class DeviceStream:
                 await self.client.write_gatt_char(
                     command.characteristic, command.data, response=command.with_response
                 )
-            stack.push_async_callback(self._stop_streaming)
+            stack.push_async_callback(self.stop)
             self._stack = stack.pop_all()
         logger.info("device %s streaming (%s)", self.device_key, self.profile.name)
         return self
 
-    async def _stop_streaming(self) -> None:
+    async def stop(self) -> None:
+        """Write the profile's stop commands (best effort, if still connected). Writes
+        with response return after every notification sent before them has been
+        queued here, so ``drain()`` afterwards sees the whole stream."""
         if not self.client.is_connected:
             return
         for command in self.profile.stop_commands:
@@ -173,6 +179,13 @@ class DeviceStream:
             return ()
         self.counters.frames += len(frames)
         self.counters.samples += sum(f.n_samples for f in frames)
+        return frames
+
+    def drain(self) -> list[Frame]:
+        """Decode whatever is queued now, without waiting (after ``stop()``)."""
+        frames: list[Frame] = []
+        while self._queue.qsize():
+            frames.extend(self.decode(self._queue.get_nowait()))
         return frames
 
     async def frames(self) -> AsyncIterator[Frame]:

@@ -93,3 +93,27 @@ async def test_adapter_closes_cleanly_with_a_scan_running(
     with pytest.raises(BleakError, match="not open"):
         _ = adapter.device
     await scanner.stop()  # after the adapter closed: nothing left to stop
+
+
+async def test_active_scan_delivers_the_scan_response(
+    radio: VirtualRadio, adapter: BumbleAdapter
+) -> None:
+    from bumble.core import AdvertisingData
+
+    host = await radio.add_host(address="C0:00:00:00:AA:01")
+    advertising = bytes(
+        AdvertisingData(
+            [(AdvertisingData.FLAGS, b"\x06"), (AdvertisingData.SHORTENED_LOCAL_NAME, b"long")]
+        )
+    )
+    scan_response = bytes(
+        AdvertisingData([(AdvertisingData.COMPLETE_LOCAL_NAME, b"long name in the scan response")])
+    )
+    await host.start_advertising(
+        advertising_data=advertising, scan_response_data=scan_response, auto_restart=True
+    )
+    async with BleakScanner(backend=BumbleScanner, bumble_adapter=adapter) as scanner:
+        async for device, ad in scanner.advertisement_data():
+            if device.address == "C0:00:00:00:AA:01" and ad.local_name != "long":
+                break
+    assert ad.local_name == "long name in the scan response"

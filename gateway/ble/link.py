@@ -1,0 +1,89 @@
+"""Which Bluetooth the gateway talks to: the platform's (real hardware) or the virtual link.
+
+``open_link`` is the one place that chooses. For ``platform`` it hands out bleak's default
+backend unchanged. For ``virtual`` it builds a ``VirtualRadio``, starts the configured
+simulated garments on it (in this process, for now) and a ``BumbleAdapter`` for the
+gateway, and hands out bleak objects bound to that adapter. Everything above this module
+uses ``BleakScanner``/``BleakClient`` the same way for both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bleak import BleakClient, BleakScanner
+from bleak.backends.device import BLEDevice
+
+from devices.sim.fleet import SimulatedFleet
+from devices.sim.radio import VirtualRadio
+from gateway.ble.bumble_backend import BumbleAdapter, BumbleClient, BumbleScanner
+from gateway.config import BleSettings, SimSettings
+
+GATEWAY_VIRTUAL_ADDRESS = "F0:F0:F0:F0:F0:F0"
+"""The gateway adapter's (static random) address on the virtual link."""
+
+
+@dataclass(frozen=True, slots=True)
+class BleLink:
+    """Factory for bleak scanners and clients on one Bluetooth link."""
+
+    kind: str
+    backend_kwargs: dict[str, Any] = field(default_factory=dict)
+    adapter: BumbleAdapter | None = None
+    fleet: SimulatedFleet | None = None
+
+    def scanner(self, **kwargs: Any) -> BleakScanner:
+        if self.adapter is not None:
+            return BleakScanner(backend=BumbleScanner, bumble_adapter=self.adapter, **kwargs)
+        return BleakScanner(**self.backend_kwargs, **kwargs)
+
+    def client(self, device: BLEDevice | str, **kwargs: Any) -> BleakClient:
+        if self.adapter is not None:
+            return BleakClient(device, backend=BumbleClient, bumble_adapter=self.adapter, **kwargs)
+        return BleakClient(device, **self.backend_kwargs, **kwargs)
+
+    async def discover(self, *, timeout_s: float) -> Sequence[tuple[BLEDevice, Any]]:
+        """Scan for ``timeout_s`` and return (device, advertisement data) pairs."""
+        found = await BleakScanner.discover(
+            timeout=timeout_s,
+            return_adv=True,
+            **self._scanner_args(),
+        )
+        return list(found.values())
+
+    def _scanner_args(self) -> dict[str, Any]:
+        if self.adapter is not None:
+            return {"backend": BumbleScanner, "bumble_adapter": self.adapter}
+        return dict(self.backend_kwargs)
+
+
+@contextlib.asynccontextmanager
+async def open_link(
+    ble: BleSettings, sim: SimSettings, *, speed: float = 1.0
+) -> AsyncIterator[BleLink]:
+    """The configured link, ready to scan and connect; closed on exit."""
+    if ble.link == "platform":
+        kwargs: dict[str, Any] = {}
+        if ble.adapter is not None:
+            kwargs["bluez"] = {"adapter": ble.adapter}
+        yield BleLink(kind="platform", backend_kwargs=kwargs)
+        return
+    async with contextlib.AsyncExitStack() as stack:
+        radio = await stack.enter_async_context(VirtualRadio())
+        fleet = await stack.enter_async_context(
+            SimulatedFleet(
+                radio,
+                polar=sim.polar,
+                garment=sim.garment,
+                seed=sim.seed,
+                require_bonding=sim.require_bonding,
+                speed=speed,
+            )
+        )
+        adapter = await stack.enter_async_context(
+            BumbleAdapter(radio, address=GATEWAY_VIRTUAL_ADDRESS, key_dir=ble.keystore_dir)
+        )
+        yield BleLink(kind="virtual", adapter=adapter, fleet=fleet)

@@ -1,0 +1,182 @@
+"""The ``biogw`` command line: parses arguments and configuration once, then runs.
+
+Configuration is read here and nowhere else (``load_settings``); commands receive the
+frozen ``Settings``. Rendering uses rich. Commands: ``scan``, ``stream``, ``sim``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from devices.frame import Frame
+from devices.sim.truth import export_fleet_truth
+from gateway.ble.link import open_link
+from gateway.ble.scan import Sighting, scan
+from gateway.config import Settings, load_settings
+from gateway.errors import ConfigError
+from gateway.logs import configure_logging
+from gateway.watch import DeviceTally, watch
+
+console = Console()
+
+
+def _run(coro: Coroutine[Any, Any, None]) -> None:
+    try:
+        asyncio.run(coro)
+    except KeyboardInterrupt:
+        console.print("stopped")
+
+
+@click.group()
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="BIOGW_CONFIG",
+    help="TOML configuration file (also BIOGW_CONFIG). BIOGW_* variables override it.",
+)
+@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
+@click.pass_context
+def main(ctx: click.Context, config_file: Path | None, log_level: str | None) -> None:
+    """biogw: a privacy-first gateway for wearable biometric sensors."""
+    overrides: dict[str, object] = {"log_level": log_level} if log_level else {}
+    try:
+        settings = load_settings(config_file, overrides=overrides)
+    except ConfigError as exc:
+        click.echo(f"biogw: {exc}", err=True)
+        sys.exit(2)
+    configure_logging(settings.log_level)
+    ctx.obj = settings
+
+
+def _sightings_table(sightings: list[Sighting]) -> Table:
+    table = Table(title="Nearby devices")
+    for column in ("name", "address", "model", "RSSI (dBm)"):
+        table.add_column(column)
+    for s in sightings:
+        table.add_row(s.name or "?", s.address, s.model, str(s.rssi_dbm))
+    return table
+
+
+@main.command("scan")
+@click.option("--timeout", "timeout_s", type=float, default=None, help="Seconds to scan.")
+@click.pass_obj
+def scan_command(settings: Settings, timeout_s: float | None) -> None:
+    """List nearby garments and straps: name, address, model, RSSI."""
+
+    async def run() -> None:
+        async with open_link(settings.ble, settings.sim) as link:
+            sightings = await scan(link, timeout_s=timeout_s or settings.ble.scan_timeout_s)
+        console.print(_sightings_table(sightings))
+
+    _run(run())
+
+
+def _describe(frame: Frame) -> str:
+    head = frame.samples[0] if frame.samples.ndim == 2 else frame.samples[:3]
+    first = np.array2string(head, precision=1, separator=",", suppress_small=True)
+    seq = "" if frame.sequence is None else f" seq={frame.sequence}"
+    return (
+        f"{frame.stream.value:<7} t={frame.time_ns / 1e9:,.3f}s ({frame.timebase.value}) "
+        f"n={frame.n_samples:<3} {frame.unit.value:<4}{seq} {first}"
+    )
+
+
+@main.command("stream")
+@click.argument("address")
+@click.option("--duration", "duration_s", type=float, default=None, help="Stop after seconds.")
+@click.pass_obj
+def stream_command(settings: Settings, address: str, duration_s: float | None) -> None:
+    """Print decoded frames of one device live."""
+
+    async def run() -> None:
+        async with open_link(settings.ble, settings.sim) as link:
+            sightings = await scan(link, timeout_s=settings.ble.scan_timeout_s)
+            match = [s for s in sightings if s.address.upper() == address.upper()]
+            if not match or match[0].profile is None:
+                known = ", ".join(s.address for s in sightings if s.profile) or "none"
+                raise click.ClickException(f"no supported device {address} in range ({known})")
+            tallies: list[DeviceTally] = []
+            await watch(
+                link,
+                match,
+                duration_s=duration_s,
+                tallies=tallies,
+                sink=lambda f: console.print(_describe(f), highlight=False),
+            )
+
+    _run(run())
+
+
+def _tally_table(tallies: list[DeviceTally]) -> Table:
+    table = Table(title="Simulated garments on the virtual link")
+    for column in ("device", "model", "state", "frames", "samples/s", "errors", "dropped"):
+        table.add_column(column)
+    now = time.monotonic()
+    for t in tallies:
+        rate = t.counters.samples / max(now - t.started_s, 1e-9)
+        table.add_row(
+            t.name,
+            t.model,
+            t.state,
+            str(t.counters.frames),
+            f"{rate:,.0f}",
+            str(t.counters.decode_errors),
+            str(t.counters.dropped_notifications),
+        )
+    return table
+
+
+@main.command("sim")
+@click.option("--polar", type=int, default=None, help="Simulated Polar H10 straps.")
+@click.option("--garment", type=int, default=None, help="Simulated biogw garments.")
+@click.option("--duration", "duration_s", type=float, default=None, help="Stop after seconds.")
+@click.option("--speed", type=float, default=1.0, show_default=True, help="Signal time factor.")
+@click.option("--truth-dir", type=click.Path(path_type=Path, file_okay=False), default=None)
+@click.pass_obj
+def sim_command(
+    settings: Settings,
+    polar: int | None,
+    garment: int | None,
+    duration_s: float | None,
+    speed: float,
+    truth_dir: Path | None,
+) -> None:
+    """Run simulated garments on a virtual link, stream them all and show live figures."""
+    sim = settings.sim.model_copy(
+        update={k: v for k, v in {"polar": polar, "garment": garment}.items() if v is not None}
+    )
+    ble = settings.ble.model_copy(update={"link": "virtual"})
+
+    async def run() -> None:
+        async with open_link(ble, sim, speed=speed) as link:
+            sightings = await scan(link, timeout_s=min(ble.scan_timeout_s, 1.0))
+            tallies: list[DeviceTally] = []
+            with Live(_tally_table(tallies), console=console, refresh_per_second=2) as live:
+
+                async def refresh() -> None:
+                    while True:
+                        live.update(_tally_table(tallies))
+                        await asyncio.sleep(0.5)
+
+                async with asyncio.TaskGroup() as group:
+                    ticker = group.create_task(refresh(), name="cli.refresh")
+                    await watch(link, sightings, duration_s=duration_s, tallies=tallies)
+                    ticker.cancel()
+                live.update(_tally_table(tallies))
+            if truth_dir is not None and link.fleet is not None:
+                written = export_fleet_truth(link.fleet, truth_dir)
+                console.print(f"ground truth written to {truth_dir} ({len(written)} files)")
+
+    _run(run())

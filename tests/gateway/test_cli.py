@@ -1,0 +1,68 @@
+"""The ``biogw`` commands against simulated garments on the virtual link (real bumble
+stack, in process)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from gateway.cli import main
+
+ENV = {"BIOGW_SIM__POLAR": "1", "BIOGW_SIM__GARMENT": "1", "BIOGW_BLE__SCAN_TIMEOUT_S": "0.5"}
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def test_scan_lists_name_address_model_rssi(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["scan"], env=ENV)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    polar = next(line for line in lines if "E0:00:00:00:00:01" in line)
+    garment = next(line for line in lines if "D0:00:00:00:00:01" in line)
+    assert "Polar H10" in polar
+    assert "polar-h10" in polar
+    assert "-50" in polar
+    assert "biogw garment" in garment
+    assert "biogw-garment" in garment
+
+
+def test_stream_prints_decoded_frames_of_one_device(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["stream", "D0:00:00:00:00:01", "--duration", "1.5"], env=ENV)
+    assert result.exit_code == 0, result.output
+    kinds = {line.split()[0] for line in result.output.splitlines() if line.strip()}
+    assert {"ecg", "resp", "accel"} <= kinds
+
+
+def test_stream_of_an_absent_device_is_a_clear_error(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["stream", "D0:00:00:00:00:99"], env=ENV)
+    assert result.exit_code == 1
+    assert "no supported device D0:00:00:00:00:99" in result.output
+
+
+def test_sim_streams_every_device_and_writes_truth(runner: CliRunner, tmp_path: Path) -> None:
+    truth = tmp_path / "truth"
+    result = runner.invoke(
+        main,
+        ["sim", "--polar", "1", "--garment", "2", "--duration", "3", "--truth-dir", str(truth)],
+        env=ENV,
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.count("streaming") == 3
+    ecg = json.loads((truth / "garment-D00000000001-ecg.json").read_text())
+    assert len(ecg["fields"]["r_peak_times_s"]) >= 2
+
+
+def test_invalid_configuration_exits_2_with_every_problem(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text('[ble]\nlink = "smoke-signals"\n')
+    result = runner.invoke(main, ["--config", str(config), "scan"], env=ENV)
+    assert result.exit_code == 2
+    assert "ble.link" in result.output
