@@ -42,8 +42,7 @@ from devices.sim.signals.scenario import (
     heart_rate_schedule,
 )
 from devices.sim.signals.temperature import FeverEpisode, TemperatureConfig, TemperatureSynth
-
-MITDB = Path("/work/shared/data/mitdb")
+from tests.shared_data import MITDB, requires_mitdb
 
 Factory = Callable[[int], SignalSource[Any]]
 
@@ -123,7 +122,14 @@ def _assert_truth_equal(a: object, b: object) -> None:
         np.testing.assert_array_equal(getattr(a, field.name), getattr(b, field.name))
 
 
-@pytest.mark.parametrize("name", FACTORIES)
+def _params() -> list[object]:
+    return [
+        pytest.param(name, marks=requires_mitdb) if name.startswith("replay") else name
+        for name in FACTORIES
+    ]
+
+
+@pytest.mark.parametrize("name", _params())
 def test_chunked_reads_equal_one_read(name: str) -> None:
     factory, total = FACTORIES[name]
     whole_source, chunked_source = factory(3), factory(3)
@@ -142,7 +148,7 @@ def test_same_seed_same_signal_other_seed_other_signal(name: str) -> None:
     assert not np.array_equal(a, c)
 
 
-@pytest.mark.parametrize("name", FACTORIES)
+@pytest.mark.parametrize("name", _params())
 def test_read_shapes_and_units(name: str) -> None:
     factory, _ = FACTORIES[name]
     source = factory(0)

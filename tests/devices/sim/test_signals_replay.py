@@ -20,8 +20,9 @@ import pytest
 from devices.frame import Unit
 from devices.sim.signals import SignalError
 from devices.sim.signals.replay import CsvReplay, ReplayError, WfdbReplay
+from tests.shared_data import MITDB, requires_mitdb
 
-MITDB = Path("/work/shared/data/mitdb")
+pytestmark = requires_mitdb
 RECORD_LEN = 650_000
 
 
