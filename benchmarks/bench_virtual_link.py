@@ -6,8 +6,9 @@ the gateway side (bleak on the bumble backend, one adapter per 10 connections, a
 adapters hold about 5-10) connects to all of them, subscribes, starts the streams and
 decodes every notification into frames. After a warm-up, a measurement window counts
 the samples decoded against the nominal rate, the event-loop lag (how late a 10 ms
-timer fires) and CPU use. "Full rate" means >= 99.5 % of nominal samples decoded, no
-notification dropped and loop-lag p99 under 100 ms: everything runs in one Python
+timer fires) and CPU use. "Full rate" means >= 99 % of nominal samples decoded (a window
+edge can cut one 400 ms frame per stream), no notification dropped and no decode error,
+and loop-lag p99 under 100 ms: everything runs in one Python
 process on one core, simulator and gateway alike, so this is a lower bound for the
 gateway alone.
 """

@@ -10,6 +10,7 @@ import asyncio
 import sys
 import time
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +29,38 @@ from gateway.errors import ConfigError
 from gateway.logs import configure_logging
 from gateway.watch import DeviceTally, watch
 
-console = Console()
-
 
 def _run(coro: Coroutine[Any, Any, None]) -> None:
     try:
         asyncio.run(coro)
     except KeyboardInterrupt:
-        console.print("stopped")
+        click.echo("stopped", err=True)
+
+
+@dataclass(frozen=True, slots=True)
+class _Invocation:
+    """What the group options said; each command parses the settings from it once."""
+
+    config_file: Path | None
+    log_level: str | None
+
+    def settings(self, **sections: dict[str, object]) -> Settings:
+        """Parse the configuration with the command's own options on top (command-line
+        options win over the environment and the file); exit 2 on invalid input."""
+        overrides: dict[str, object] = {k: v for k, v in sections.items() if v}
+        if self.log_level:
+            overrides["log_level"] = self.log_level
+        try:
+            settings = load_settings(self.config_file, overrides=overrides)
+        except ConfigError as exc:
+            click.echo(f"biogw: {exc}", err=True)
+            sys.exit(2)
+        configure_logging(settings.log_level)
+        return settings
+
+
+def _given(**options: object) -> dict[str, object]:
+    return {k: v for k, v in options.items() if v is not None}
 
 
 @click.group()
@@ -50,14 +75,7 @@ def _run(coro: Coroutine[Any, Any, None]) -> None:
 @click.pass_context
 def main(ctx: click.Context, config_file: Path | None, log_level: str | None) -> None:
     """biogw: a privacy-first gateway for wearable biometric sensors."""
-    overrides: dict[str, object] = {"log_level": log_level} if log_level else {}
-    try:
-        settings = load_settings(config_file, overrides=overrides)
-    except ConfigError as exc:
-        click.echo(f"biogw: {exc}", err=True)
-        sys.exit(2)
-    configure_logging(settings.log_level)
-    ctx.obj = settings
+    ctx.obj = _Invocation(config_file, log_level)
 
 
 def _sightings_table(sightings: list[Sighting]) -> Table:
@@ -72,13 +90,14 @@ def _sightings_table(sightings: list[Sighting]) -> Table:
 @main.command("scan")
 @click.option("--timeout", "timeout_s", type=float, default=None, help="Seconds to scan.")
 @click.pass_obj
-def scan_command(settings: Settings, timeout_s: float | None) -> None:
+def scan_command(invocation: _Invocation, timeout_s: float | None) -> None:
     """List nearby garments and straps: name, address, model, RSSI."""
+    settings = invocation.settings(ble=_given(scan_timeout_s=timeout_s))
 
     async def run() -> None:
         async with open_link(settings.ble, settings.sim) as link:
-            sightings = await scan(link, timeout_s=timeout_s or settings.ble.scan_timeout_s)
-        console.print(_sightings_table(sightings))
+            sightings = await scan(link, timeout_s=settings.ble.scan_timeout_s)
+        Console().print(_sightings_table(sightings))
 
     _run(run())
 
@@ -97,8 +116,10 @@ def _describe(frame: Frame) -> str:
 @click.argument("address")
 @click.option("--duration", "duration_s", type=float, default=None, help="Stop after seconds.")
 @click.pass_obj
-def stream_command(settings: Settings, address: str, duration_s: float | None) -> None:
+def stream_command(invocation: _Invocation, address: str, duration_s: float | None) -> None:
     """Print decoded frames of one device live."""
+    settings = invocation.settings()
+    console = Console()
 
     async def run() -> None:
         async with open_link(settings.ble, settings.sim) as link:
@@ -142,26 +163,27 @@ def _tally_table(tallies: list[DeviceTally]) -> Table:
 @click.option("--polar", type=int, default=None, help="Simulated Polar H10 straps.")
 @click.option("--garment", type=int, default=None, help="Simulated biogw garments.")
 @click.option("--duration", "duration_s", type=float, default=None, help="Stop after seconds.")
-@click.option("--speed", type=float, default=1.0, show_default=True, help="Signal time factor.")
+@click.option("--speed", type=float, default=None, help="Signal seconds per second (default 1).")
 @click.option("--truth-dir", type=click.Path(path_type=Path, file_okay=False), default=None)
 @click.pass_obj
 def sim_command(
-    settings: Settings,
+    invocation: _Invocation,
     polar: int | None,
     garment: int | None,
     duration_s: float | None,
-    speed: float,
+    speed: float | None,
     truth_dir: Path | None,
 ) -> None:
     """Run simulated garments on a virtual link, stream them all and show live figures."""
-    sim = settings.sim.model_copy(
-        update={k: v for k, v in {"polar": polar, "garment": garment}.items() if v is not None}
+    settings = invocation.settings(
+        ble={"link": "virtual"}, sim=_given(polar=polar, garment=garment, speed=speed)
     )
-    ble = settings.ble.model_copy(update={"link": "virtual"})
+    ble, sim = settings.ble, settings.sim
+    console = Console()
 
     async def run() -> None:
-        async with open_link(ble, sim, speed=speed) as link:
-            sightings = await scan(link, timeout_s=min(ble.scan_timeout_s, 1.0))
+        async with open_link(ble, sim) as link:
+            sightings = await scan(link, timeout_s=ble.scan_timeout_s)
             tallies: list[DeviceTally] = []
             with Live(_tally_table(tallies), console=console, refresh_per_second=2) as live:
 

@@ -1,9 +1,11 @@
 """Configuration: parsed once, in ``main``, into a frozen ``Settings`` value.
 
-Sources, highest precedence first: ``BIOGW_*`` environment variables (nested fields with
-``__``, e.g. ``BIOGW_BLE__LINK=platform``), then an optional TOML file, then the embedded
-defaults. Components never read the environment or files themselves; they receive the
-parts of ``Settings`` they need as keyword arguments.
+Sources, highest precedence first: command-line options (passed as ``overrides``), then
+``BIOGW_*`` environment variables (nested fields with ``__``, e.g.
+``BIOGW_BLE__LINK=platform``), then an optional TOML file, then the embedded defaults.
+Sources are merged field by field and the result is validated as a whole. Components never
+read the environment or files themselves; they receive the parts of ``Settings`` they need
+as keyword arguments.
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
@@ -50,6 +53,8 @@ class SimSettings(_Section):
     garment: int = Field(default=2, ge=0, le=64)
     seed: int = 0
     require_bonding: bool = False
+    speed: float = Field(default=1.0, gt=0, le=1000)
+    """Signal time per wall-clock second (1.0 = real time)."""
 
 
 class Settings(BaseSettings):
@@ -75,8 +80,12 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Environment first, then whatever ``load_settings`` passed in from the TOML file.
-        return (env_settings, init_settings)
+        # Overrides (init arguments) first, then the environment, then the TOML data that
+        # ``load_settings`` attached to its subclass.
+        toml = InitSettingsSource(settings_cls, init_kwargs=dict(cls._toml_data))
+        return (init_settings, env_settings, toml)
+
+    _toml_data: ClassVar[Mapping[str, object]] = {}
 
 
 def _read_toml(path: Path) -> dict[str, object]:
@@ -96,13 +105,17 @@ def _problems(exc: ValidationError) -> tuple[str, ...]:
 
 
 def load_settings(
-    config_file: Path | None = None, *, overrides: Mapping[str, object] = {}
+    config_file: Path | None = None, *, overrides: Mapping[str, object] | None = None
 ) -> Settings:
-    """Parse the configuration once. Raises ``ConfigError`` listing every invalid field."""
-    data: dict[str, object] = _read_toml(config_file) if config_file is not None else {}
-    data.update(overrides)
+    """Parse the configuration once. ``overrides`` (command-line options, nested like the
+    TOML tables) win over everything. Raises ``ConfigError`` listing every invalid field."""
+    toml_data = _read_toml(config_file) if config_file is not None else {}
+
+    class _Configured(Settings):
+        _toml_data = toml_data
+
     source = str(config_file) if config_file is not None else "environment"
     try:
-        return Settings(**data)  # type: ignore[arg-type]
+        return _Configured(**dict(overrides or {}))  # type: ignore[arg-type]  # validated here
     except ValidationError as exc:
         raise ConfigError(source, _problems(exc)) from exc

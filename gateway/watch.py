@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from bleak.exc import BleakError
 
-from devices.errors import BiogwError
+from devices.errors import BiogwError, ProfileError
 from devices.frame import Frame
 from gateway.ble.link import BleLink
 from gateway.ble.scan import Sighting, provisional_device_key
@@ -57,6 +57,9 @@ async def _stream_one(
                 tally.record(frame)
                 if sink is not None:
                     sink(frame)
+    except ProfileError as exc:
+        tally.state = f"failed: {exc.reason}"
+        logger.warning("device %s stopped: %s", tally.key, exc.reason)
     except (BleakError, BiogwError, TimeoutError) as exc:
         tally.state = f"failed: {type(exc).__name__}"
         logger.warning("device %s stopped: %s", tally.key, type(exc).__name__)
@@ -78,7 +81,7 @@ async def watch(
             for sighting in sightings:
                 if sighting.profile is None:
                     continue
-                key = provisional_device_key(sighting.address)
+                key = provisional_device_key(sighting.address, salt=link.key_salt)
                 tally = DeviceTally(key=key, name=sighting.name or "?", model=sighting.model)
                 tallies.append(tally)
                 group.create_task(
@@ -88,8 +91,10 @@ async def watch(
     if duration_s is None:
         await run_all()
         return
+    deadline = asyncio.timeout(duration_s)
     try:
-        async with asyncio.timeout(duration_s):
+        async with deadline:
             await run_all()
     except TimeoutError:
-        pass
+        if not deadline.expired():
+            raise

@@ -9,13 +9,17 @@ uses ``BleakScanner``/``BleakClient`` the same way for both.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from bleak import BleakClient, BleakScanner
 from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData
 
 from devices.sim.fleet import SimulatedFleet
 from devices.sim.radio import VirtualRadio
@@ -30,10 +34,12 @@ GATEWAY_VIRTUAL_ADDRESS = "F0:F0:F0:F0:F0:F0"
 class BleLink:
     """Factory for bleak scanners and clients on one Bluetooth link."""
 
-    kind: str
+    kind: Literal["virtual", "platform"]
     backend_kwargs: dict[str, Any] = field(default_factory=dict)
     adapter: BumbleAdapter | None = None
     fleet: SimulatedFleet | None = None
+    key_salt: bytes = field(default_factory=lambda: os.urandom(16))
+    """Per-run secret for provisional device keys (``scan.provisional_device_key``)."""
 
     def scanner(self, **kwargs: Any) -> BleakScanner:
         if self.adapter is not None:
@@ -45,25 +51,38 @@ class BleLink:
             return BleakClient(device, backend=BumbleClient, bumble_adapter=self.adapter, **kwargs)
         return BleakClient(device, **self.backend_kwargs, **kwargs)
 
-    async def discover(self, *, timeout_s: float) -> Sequence[tuple[BLEDevice, Any]]:
-        """Scan for ``timeout_s`` and return (device, advertisement data) pairs."""
-        found = await BleakScanner.discover(
-            timeout=timeout_s,
-            return_adv=True,
-            **self._scanner_args(),
-        )
-        return list(found.values())
+    @property
+    def expected_addresses(self) -> frozenset[str]:
+        """Addresses known to be in range (the simulated fleet); empty for real radios."""
+        if self.fleet is None:
+            return frozenset()
+        return frozenset(m.address.upper() for m in self.fleet.devices)
 
-    def _scanner_args(self) -> dict[str, Any]:
-        if self.adapter is not None:
-            return {"backend": BumbleScanner, "bumble_adapter": self.adapter}
-        return dict(self.backend_kwargs)
+    async def discover(
+        self, *, timeout_s: float, expect: frozenset[str] = frozenset()
+    ) -> Sequence[tuple[BLEDevice, AdvertisementData]]:
+        """Scan and return the latest (device, advertisement data) of every peripheral
+        heard. Stops after ``timeout_s``, or earlier once every address in ``expect`` has
+        been heard twice (an advertisement and its scan response)."""
+        heard: dict[str, tuple[BLEDevice, AdvertisementData]] = {}
+        times: Counter[str] = Counter()
+        deadline = asyncio.timeout(timeout_s)
+        try:
+            async with deadline, self.scanner() as scanner:
+                async for device, data in scanner.advertisement_data():
+                    address = device.address.upper()
+                    heard[address] = (device, data)
+                    times[address] += 1
+                    if expect and all(times[a] >= 2 for a in expect):
+                        break
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+        return list(heard.values())
 
 
 @contextlib.asynccontextmanager
-async def open_link(
-    ble: BleSettings, sim: SimSettings, *, speed: float = 1.0
-) -> AsyncIterator[BleLink]:
+async def open_link(ble: BleSettings, sim: SimSettings) -> AsyncIterator[BleLink]:
     """The configured link, ready to scan and connect; closed on exit."""
     if ble.link == "platform":
         kwargs: dict[str, Any] = {}
@@ -80,7 +99,7 @@ async def open_link(
                 garment=sim.garment,
                 seed=sim.seed,
                 require_bonding=sim.require_bonding,
-                speed=speed,
+                speed=sim.speed,
             )
         )
         adapter = await stack.enter_async_context(

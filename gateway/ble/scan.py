@@ -46,8 +46,9 @@ def to_advertisement(data: AdvertisementData) -> Advertisement:
 
 
 async def scan(link: BleLink, *, timeout_s: float) -> list[Sighting]:
-    """Scan for ``timeout_s``; peripherals sorted by signal strength, strongest first."""
-    found = await link.discover(timeout_s=timeout_s)
+    """Peripherals in range, strongest signal first. Scans for ``timeout_s``, or until
+    every device the link knows to be in range (a simulated fleet) has been heard."""
+    found = await link.discover(timeout_s=timeout_s, expect=link.expected_addresses)
     sightings = [
         Sighting(
             device=device,
@@ -60,9 +61,10 @@ async def scan(link: BleLink, *, timeout_s: float) -> list[Sighting]:
     return sorted(sightings, key=lambda s: s.rssi_dbm, reverse=True)
 
 
-def provisional_device_key(address: str) -> str:
+def provisional_device_key(address: str, *, salt: bytes) -> str:
     """An opaque key for a device that is not paired yet (``biogw stream`` on an unpaired
-    device). Paired devices get a random key at pairing; this one is derived so that the
-    same device shows the same key across runs, and is never the address itself."""
-    digest = hashlib.blake2b(address.upper().encode(), digest_size=6, person=b"biogw-devkey")
+    device): a keyed hash of the address under a per-run random ``salt``, so the same
+    device keeps its key for the run, logs never carry the address, and the key cannot be
+    recomputed from the address afterwards. Paired devices get a random key at pairing."""
+    digest = hashlib.blake2b(address.upper().encode(), digest_size=6, key=salt)
     return "dev-" + digest.hexdigest()

@@ -23,7 +23,7 @@ from bleak import BleakClient
 from bleak.backends.characteristic import BleakGATTCharacteristic
 from bleak.exc import BleakError
 
-from devices.errors import BiogwError, FrameDecodeError, ProfileError
+from devices.errors import BiogwError, FrameDecodeError
 from devices.frame import Frame
 from devices.registry import Profile
 
@@ -95,6 +95,7 @@ class DeviceStream:
         device_key: str,
         queue_size: int = 4096,
         clock_ns: Callable[[], int] = time.time_ns,
+        stop_timeout_s: float = 5.0,
     ) -> None:
         self.client = client
         self.profile = profile
@@ -102,6 +103,7 @@ class DeviceStream:
         self.counters = StreamCounters()
         self._queue = NotificationQueue(queue_size, self.counters)
         self._clock_ns = clock_ns
+        self.stop_timeout_s = stop_timeout_s
         self._decoder = profile.new_decoder(device_key)
         self._stack = contextlib.AsyncExitStack()
 
@@ -139,9 +141,10 @@ class DeviceStream:
             return
         for command in self.profile.stop_commands:
             try:
-                await self.client.write_gatt_char(
-                    command.characteristic, command.data, response=command.with_response
-                )
+                async with asyncio.timeout(self.stop_timeout_s):
+                    await self.client.write_gatt_char(
+                        command.characteristic, command.data, response=command.with_response
+                    )
             except (BleakError, BiogwError, TimeoutError) as exc:  # best effort on the way out
                 logger.info(
                     "device %s: stop command not delivered (%s)",
@@ -158,7 +161,10 @@ class DeviceStream:
         await self._stack.aclose()
 
     def decode(self, notification: Notification) -> tuple[Frame, ...]:
-        """Decode one notification; a malformed one is counted, logged and skipped."""
+        """Decode one notification; a malformed one is counted, logged and skipped.
+
+        A ``ProfileError`` (the device refused to start, or stopped a measurement on its
+        own) is not a bad frame: it propagates, and the stream is over."""
         try:
             frames = self._decoder.decode(
                 notification.characteristic, notification.data, notification.received_ns
@@ -172,10 +178,6 @@ class DeviceStream:
                 exc.reason,
                 len(notification.data),
             )
-            return ()
-        except ProfileError as exc:
-            self.counters.decode_errors += 1
-            logger.warning("device %s: %s", self.device_key, exc.reason)
             return ()
         self.counters.frames += len(frames)
         self.counters.samples += sum(f.n_samples for f in frames)

@@ -11,7 +11,8 @@ from click.testing import CliRunner
 
 from gateway.cli import main
 
-ENV = {"BIOGW_SIM__POLAR": "1", "BIOGW_SIM__GARMENT": "1", "BIOGW_BLE__SCAN_TIMEOUT_S": "0.5"}
+# Scans stop as soon as every simulated device has been heard; the timeout is an upper bound.
+ENV = {"BIOGW_SIM__POLAR": "1", "BIOGW_SIM__GARMENT": "1", "BIOGW_BLE__SCAN_TIMEOUT_S": "20"}
 
 
 @pytest.fixture
@@ -53,9 +54,22 @@ def test_sim_streams_every_device_and_writes_truth(runner: CliRunner, tmp_path: 
         env=ENV,
     )
     assert result.exit_code == 0, result.output
-    assert result.output.count("streaming") == 3
+    rows = [line.split("│") for line in result.output.splitlines() if "streaming" in line]
+    assert len(rows) == 3
+    for row in rows:
+        cells = [c.strip() for c in row]
+        frames, errors, dropped = int(cells[4]), int(cells[6]), int(cells[7])
+        assert frames > 10
+        assert errors == dropped == 0
     ecg = json.loads((truth / "garment-D00000000001-ecg.json").read_text())
     assert len(ecg["fields"]["r_peak_times_s"]) >= 2
+
+
+def test_invalid_command_line_values_are_configuration_errors(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["sim", "--polar", "-1", "--speed", "0"], env=ENV)
+    assert result.exit_code == 2
+    assert "sim.polar" in result.output
+    assert "sim.speed" in result.output
 
 
 def test_invalid_configuration_exits_2_with_every_problem(

@@ -46,6 +46,19 @@ def test_environment_overrides_file_field_by_field(
     assert settings.ble.adapter == "hci1"
 
 
+def test_overrides_win_over_environment_and_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "biogw.toml"
+    path.write_text('log_level = "ERROR"\n[sim]\npolar = 3\ngarment = 4\n')
+    monkeypatch.setenv("BIOGW_LOG_LEVEL", "WARNING")
+    monkeypatch.setenv("BIOGW_SIM__POLAR", "5")
+    settings = load_settings(path, overrides={"log_level": "DEBUG", "sim": {"garment": 6}})
+    assert settings.log_level == "DEBUG"
+    assert settings.sim.polar == 5
+    assert settings.sim.garment == 6
+
+
 def test_settings_are_frozen() -> None:
     settings = load_settings()
     with pytest.raises(ValueError, match="frozen"):

@@ -18,8 +18,8 @@ import pytest
 
 from devices.frame import Frame, StreamKind, Timebase
 from devices.sim.fleet import SimulatedFleet
-from devices.sim.peripheral import Outcome, SentFrame, SentLog
 from devices.sim.radio import VirtualRadio
+from devices.sim.sentlog import Outcome, SentFrame, SentLog
 from gateway.ble.bumble_backend import BumbleAdapter
 from gateway.ble.link import BleLink
 from gateway.ble.scan import scan
@@ -54,7 +54,7 @@ async def _stream_fleet(
         )
         adapter = await stack.enter_async_context(BumbleAdapter(radio, address="F0:F0:F0:F0:F0:01"))
         link = BleLink(kind="virtual", adapter=adapter, fleet=fleet)
-        sightings = [s for s in await scan(link, timeout_s=0.5) if s.profile is not None]
+        sightings = [s for s in await scan(link, timeout_s=30) if s.profile is not None]
         assert {s.address for s in sightings} == {m.address for m in fleet.devices}
         for s in sightings:
             models[s.address] = s.model
