@@ -20,6 +20,7 @@ beyond copying the value to a ``bytearray`` for bleak.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
@@ -118,7 +119,21 @@ class BumbleClient(BaseBleakClient):
         connection.on(Connection.EVENT_DISCONNECTION, listener)
         async with AsyncExitStack() as rollback:
             rollback.push_async_callback(self._abandon, connection, listener)
-            await self._set_up(connection, pair=pair)
+            # The timeout bounds the set-up too (MTU, encryption, discovery), as bleak's
+            # connect timeout does on the platform backends; a stalled peer can't hang us.
+            deadline = asyncio.timeout(timeout)
+            try:
+                async with deadline:
+                    await self._set_up(connection, pair=pair)
+            except TimeoutError as exc:
+                if not deadline.expired():
+                    raise
+                raise BumbleLinkError(
+                    f"connection set-up timed out after {timeout:g} s",
+                    address=self.address,
+                    operation="connect",
+                    hci_reason=None,
+                ) from exc
             if connection.handle not in self._adapter.device.connections:
                 raise BumbleLinkError(
                     "link lost while connecting",
