@@ -1,9 +1,10 @@
 """The biogw garment profile as a ``devices.registry.Profile``.
 
-Says how the gateway drives a garment (subscribe to control point, status and data;
-write START; write STOP) and turns its notifications into ``Frame`` values on the device
-timebase. The per-connection decoder keeps only the last raw sequence number per stream
-(to unwrap the u32 counter) and the last status. Pure: no I/O, no Bluetooth stack.
+Says how the gateway drives a garment (subscribe to control point, status, data and
+the standard Battery Level; write START; write STOP) and turns its notifications into
+``Frame`` values: data on the device timebase, battery level on arrival time. The
+per-connection decoder keeps only the last raw sequence number per stream (to unwrap the
+u32 counter) and the last status. Pure: no I/O, no Bluetooth stack.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from devices.garment.spec import (
     FrameFlags,
     GarmentStream,
 )
+from devices.info.battery import BATTERY_LEVEL_UUID, battery_frame, decode_battery_level
 from devices.registry import Advertisement, GattWrite, Subscription
 
 PROFILE_NAME: Final = "biogw-garment"
@@ -75,11 +77,15 @@ class GarmentDecoder:
         self._status = None
 
     def decode(self, characteristic: str, data: bytes, received_ns: int) -> tuple[Frame, ...]:
-        """Data -> one ``Frame``; status -> () (kept in ``status``); control-point
-        success -> (); a control-point failure raises ``ProfileError``."""
+        """Data -> one ``Frame``; Battery Level -> one ``StreamKind.BATTERY`` frame;
+        status -> () (kept in ``status``); control-point success -> (); a control-point
+        failure raises ``ProfileError``; malformed data raises ``FrameDecodeError``."""
         uuid = characteristic.lower()
         if uuid == DATA_CHARACTERISTIC_UUID:
             return (self._to_frame(decode_data_frame(data)),)
+        if uuid == BATTERY_LEVEL_UUID:
+            percent = decode_battery_level(data)
+            return (battery_frame(percent, device_key=self._device_key, received_ns=received_ns),)
         if uuid == STATUS_UUID:
             self._status = decode_status(data)
             return ()
@@ -141,6 +147,7 @@ class GarmentProfile:
             Subscription(CONTROL_POINT_UUID),
             Subscription(STATUS_UUID),
             Subscription(DATA_CHARACTERISTIC_UUID, streams=kinds),
+            Subscription(BATTERY_LEVEL_UUID, streams=("battery",)),
         )
         self._start = (GattWrite(CONTROL_POINT_UUID, encode_start_request(ordered)),)
         self._stop = (GattWrite(CONTROL_POINT_UUID, encode_stop_request()),)
@@ -156,7 +163,8 @@ class GarmentProfile:
     @property
     def subscriptions(self) -> tuple[Subscription, ...]:
         """Control point first (its indications must be on before any write), then
-        status, then the data characteristic."""
+        status, then the data characteristic, then Battery Level (docs/garment-profile.md
+        section 1.1: every garment serves the Battery Service with notify)."""
         return self._subscriptions
 
     @property

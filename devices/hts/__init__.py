@@ -10,6 +10,7 @@ from devices.hts.measurement import (
     MEASUREMENT_INTERVAL_UUID,
     TEMPERATURE_MEASUREMENT_UUID,
     TEMPERATURE_TYPE_UUID,
+    Ieee11073Special,
     TemperatureMeasurement,
     TemperatureType,
     decode_date_time,
@@ -21,6 +22,8 @@ from devices.hts.measurement import (
     encode_ieee11073_float,
     encode_ieee11073_sfloat,
     encode_temperature_measurement,
+    ieee11073_float_special,
+    ieee11073_sfloat_special,
     temperature_frame,
 )
 
@@ -30,6 +33,7 @@ __all__ = [
     "MEASUREMENT_INTERVAL_UUID",
     "TEMPERATURE_MEASUREMENT_UUID",
     "TEMPERATURE_TYPE_UUID",
+    "Ieee11073Special",
     "TemperatureMeasurement",
     "TemperatureType",
     "decode_date_time",
@@ -41,5 +45,7 @@ __all__ = [
     "encode_ieee11073_float",
     "encode_ieee11073_sfloat",
     "encode_temperature_measurement",
+    "ieee11073_float_special",
+    "ieee11073_sfloat_special",
     "temperature_frame",
 ]

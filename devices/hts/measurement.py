@@ -14,9 +14,14 @@ the simulated garments. Wire format (little endian)::
 
 Decisions (each tested):
 
-- FLOAT special values: NaN, NRes and the reserved value give ``nan``; +INFINITY and
-  -INFINITY stay ``inf`` / ``-inf`` (the reading is out of the sensor's range on that
-  side, which is information, not an absent value). ``temperature_frame`` flags them.
+- FLOAT special values (NaN, NRes, +INFINITY, -INFINITY, reserved): a measurement's
+  ``celsius`` is ``nan`` for every one of them, as the HTS contract says, and its
+  ``special`` field (``Ieee11073Special``) says which one it was, so "out of range
+  high" is not lost. ``temperature_frame`` flags them: ``DEVICE_ERROR`` for NaN, NRes
+  and reserved, ``SATURATED`` for ±INFINITY. The low-level number helpers
+  ``decode_ieee11073_float``/``decode_ieee11073_sfloat`` stay IEEE-754 faithful
+  (``nan`` for NaN/NRes/reserved, ``±inf`` for ±INFINITY), and
+  ``ieee11073_float_special``/``ieee11073_sfloat_special`` classify a raw value.
 - Date Time: year, month or day 0 means "not known" in the spec, so such a timestamp
   decodes to ``None``; any other out-of-range field or impossible date (31 April, hour
   24, year outside 1582-9999) raises ``FrameDecodeError``. The timestamp is the
@@ -69,20 +74,43 @@ SFLOAT_POS_INF = 0x07FE
 SFLOAT_NEG_INF = 0x0802
 SFLOAT_RESERVED = 0x0801
 
-_FLOAT_SPECIALS = {
-    FLOAT_NAN: math.nan,
-    FLOAT_NRES: math.nan,
-    FLOAT_RESERVED: math.nan,
-    FLOAT_POS_INF: math.inf,
-    FLOAT_NEG_INF: -math.inf,
+
+class Ieee11073Special(enum.StrEnum):
+    """The special values of IEEE 11073-20601 FLOAT and SFLOAT (exponent 0 words)."""
+
+    NAN = "nan"  # not a number
+    NRES = "nres"  # not at this resolution
+    POSITIVE_INFINITY = "positive_infinity"
+    NEGATIVE_INFINITY = "negative_infinity"
+    RESERVED = "reserved"  # reserved for future use
+
+
+_S = Ieee11073Special
+_FLOAT_SPECIAL_RAW: dict[Ieee11073Special, int] = {
+    _S.NAN: FLOAT_NAN,
+    _S.NRES: FLOAT_NRES,
+    _S.POSITIVE_INFINITY: FLOAT_POS_INF,
+    _S.NEGATIVE_INFINITY: FLOAT_NEG_INF,
+    _S.RESERVED: FLOAT_RESERVED,
 }
-_SFLOAT_SPECIALS = {
-    SFLOAT_NAN: math.nan,
-    SFLOAT_NRES: math.nan,
-    SFLOAT_RESERVED: math.nan,
-    SFLOAT_POS_INF: math.inf,
-    SFLOAT_NEG_INF: -math.inf,
+_SFLOAT_SPECIAL_RAW: dict[Ieee11073Special, int] = {
+    _S.NAN: SFLOAT_NAN,
+    _S.NRES: SFLOAT_NRES,
+    _S.POSITIVE_INFINITY: SFLOAT_POS_INF,
+    _S.NEGATIVE_INFINITY: SFLOAT_NEG_INF,
+    _S.RESERVED: SFLOAT_RESERVED,
 }
+_FLOAT_SPECIALS = {raw: special for special, raw in _FLOAT_SPECIAL_RAW.items()}
+_SFLOAT_SPECIALS = {raw: special for special, raw in _SFLOAT_SPECIAL_RAW.items()}
+# The IEEE-754 stand-in the low-level number helpers return for each special.
+_SPECIAL_FLOATS = {
+    _S.NAN: math.nan,
+    _S.NRES: math.nan,
+    _S.RESERVED: math.nan,
+    _S.POSITIVE_INFINITY: math.inf,
+    _S.NEGATIVE_INFINITY: -math.inf,
+}
+_SATURATING = frozenset({_S.POSITIVE_INFINITY, _S.NEGATIVE_INFINITY})
 _EPOCH = datetime(1970, 1, 1)
 _DATE_TIME_LEN = 7
 
@@ -105,16 +133,25 @@ class TemperatureType(enum.IntEnum):
 class TemperatureMeasurement:
     """One decoded Temperature Measurement.
 
-    ``celsius`` is ``nan`` for NaN/NRes/reserved and ``±inf`` for ±INFINITY.
-    ``fahrenheit_sent`` records the unit on the wire. ``timestamp`` is the device's
-    naive local time, ``None`` when absent or "not known". ``location`` is ``None``
-    when the Temperature Type field is absent.
+    ``celsius`` is ``nan`` for every FLOAT special value and finite otherwise;
+    ``special`` says which special value was sent (``None`` for an ordinary value).
+    Construction enforces that pairing (``ValueError`` otherwise), so an encoded
+    measurement decodes back to itself. ``fahrenheit_sent`` records the unit on the
+    wire. ``timestamp`` is the device's naive local time, ``None`` when absent or "not
+    known". ``location`` is ``None`` when the Temperature Type field is absent.
     """
 
     celsius: float
     fahrenheit_sent: bool = False
     timestamp: datetime | None = None
     location: TemperatureType | None = None
+    special: Ieee11073Special | None = None
+
+    def __post_init__(self) -> None:
+        if self.special is None and not math.isfinite(self.celsius):
+            raise ValueError("a non-finite celsius needs its Ieee11073Special in special")
+        if self.special is not None and not math.isnan(self.celsius):
+            raise ValueError("celsius must be nan when special is set")
 
 
 def _signed(raw: int, bits: int) -> int:
@@ -132,23 +169,39 @@ def _check_raw(raw: int, bits: int, kind: str) -> None:
         raise FrameDecodeError(kind, "out_of_range", f"raw value needs {bits} bits")
 
 
+def ieee11073_float_special(raw: int) -> Ieee11073Special | None:
+    """Which special value a 32-bit FLOAT word is, ``None`` for an ordinary number.
+
+    ``raw`` outside uint32 raises ``FrameDecodeError``.
+    """
+    _check_raw(raw, 32, _FLOAT_KIND)
+    return _FLOAT_SPECIALS.get(raw)
+
+
+def ieee11073_sfloat_special(raw: int) -> Ieee11073Special | None:
+    """As ``ieee11073_float_special`` for a 16-bit SFLOAT word."""
+    _check_raw(raw, 16, _SFLOAT_KIND)
+    return _SFLOAT_SPECIALS.get(raw)
+
+
 def decode_ieee11073_float(raw: int) -> float:
     """A 32-bit IEEE-11073 FLOAT (``raw`` as the little-endian uint32) as the nearest float.
 
-    NaN/NRes/reserved give ``nan``, ±INFINITY give ``±inf``; ``raw`` outside uint32
-    raises ``FrameDecodeError``.
+    A low-level number helper: NaN/NRes/reserved give ``nan`` and ±INFINITY give
+    ``±inf`` (use ``ieee11073_float_special`` to tell the specials apart); ``raw``
+    outside uint32 raises ``FrameDecodeError``.
     """
-    _check_raw(raw, 32, _FLOAT_KIND)
-    if raw in _FLOAT_SPECIALS:
-        return _FLOAT_SPECIALS[raw]
+    special = ieee11073_float_special(raw)
+    if special is not None:
+        return _SPECIAL_FLOATS[special]
     return float(_exact_value(raw, exp_bits=8, mant_bits=24))
 
 
 def decode_ieee11073_sfloat(raw: int) -> float:
     """A 16-bit IEEE-11073 SFLOAT (4-bit exponent, 12-bit mantissa), specials as for FLOAT."""
-    _check_raw(raw, 16, _SFLOAT_KIND)
-    if raw in _SFLOAT_SPECIALS:
-        return _SFLOAT_SPECIALS[raw]
+    special = ieee11073_sfloat_special(raw)
+    if special is not None:
+        return _SPECIAL_FLOATS[special]
     return float(_exact_value(raw, exp_bits=4, mant_bits=12))
 
 
@@ -165,10 +218,10 @@ def _word(value: Fraction, exponent: int, *, exp_bits: int, mant_bits: int) -> i
 
 
 def _special_word(value: float, *, mant_bits: int) -> int:
-    half = 1 << (mant_bits - 1)
+    table = _FLOAT_SPECIAL_RAW if mant_bits == 24 else _SFLOAT_SPECIAL_RAW
     if math.isnan(value):
-        return half - 1  # NaN: exponent 0, mantissa +(2**(n-1) - 1)
-    return half - 2 if value > 0 else (1 << mant_bits) - half + 2  # +INF / -INF
+        return table[_S.NAN]
+    return table[_S.POSITIVE_INFINITY if value > 0 else _S.NEGATIVE_INFINITY]
 
 
 def _encode_11073(value: float, exponent: int, *, exp_bits: int, mant_bits: int) -> int:
@@ -220,11 +273,12 @@ def encode_date_time(timestamp: datetime) -> bytes:
     return t.year.to_bytes(2, "little") + bytes([t.month, t.day, t.hour, t.minute, t.second])
 
 
-def _celsius_from_raw(raw: int, fahrenheit: bool) -> float:
-    if raw in _FLOAT_SPECIALS:
-        return _FLOAT_SPECIALS[raw]
+def _celsius_from_raw(raw: int, fahrenheit: bool) -> tuple[float, Ieee11073Special | None]:
+    special = _FLOAT_SPECIALS.get(raw)
+    if special is not None:
+        return math.nan, special
     value = _exact_value(raw, exp_bits=8, mant_bits=24)
-    return float((value - 32) * 5 / 9 if fahrenheit else value)
+    return float((value - 32) * 5 / 9 if fahrenheit else value), None
 
 
 def _temperature_type(value: int, kind: str) -> TemperatureType:
@@ -247,7 +301,7 @@ def decode_temperature_measurement(data: bytes) -> TemperatureMeasurement:
         raise FrameDecodeError(_KIND, "short", f"{len(data)} bytes, need at least 5")
     flags = data[0]
     fahrenheit = bool(flags & _FLAG_FAHRENHEIT)
-    celsius = _celsius_from_raw(int.from_bytes(data[1:5], "little"), fahrenheit)
+    celsius, special = _celsius_from_raw(int.from_bytes(data[1:5], "little"), fahrenheit)
     offset = 5
     timestamp: datetime | None = None
     if flags & _FLAG_TIMESTAMP:
@@ -263,7 +317,7 @@ def decode_temperature_measurement(data: bytes) -> TemperatureMeasurement:
         offset += 1
     if offset != len(data):
         raise FrameDecodeError(_KIND, "trailing_bytes", f"{len(data) - offset} extra bytes")
-    return TemperatureMeasurement(celsius, fahrenheit, timestamp, location)
+    return TemperatureMeasurement(celsius, fahrenheit, timestamp, location, special)
 
 
 def encode_temperature_measurement(m: TemperatureMeasurement, *, exponent: int = -2) -> bytes:
@@ -273,12 +327,14 @@ def encode_temperature_measurement(m: TemperatureMeasurement, *, exponent: int =
     computed exactly then rounded to the exponent. A measurement decoded with the same
     exponent round-trips exactly (in Fahrenheit, as long as ``(|F| + 32) / 10**exponent``
     stays below about 1e15, i.e. any realistic exponent); other values come back
-    quantised, so the decoded ``celsius`` may differ by up to half a step.
+    quantised, so the decoded ``celsius`` may differ by up to half a step. A
+    measurement with a ``special`` goes out as that special's FLOAT word (any of the
+    five, the reserved one included, so the simulator can send it).
     ``timestamp=None`` omits the Time Stamp field.
     """
     flags = _FLAG_FAHRENHEIT if m.fahrenheit_sent else 0
-    if not math.isfinite(m.celsius):
-        word = _special_word(m.celsius, mant_bits=24)
+    if m.special is not None:
+        word = _FLOAT_SPECIAL_RAW[m.special]
     else:
         # Convert exactly and quantise once (no float in between: no double rounding).
         exact = Fraction(m.celsius) * 9 / 5 + 32 if m.fahrenheit_sent else Fraction(m.celsius)
@@ -300,9 +356,10 @@ def temperature_frame(m: TemperatureMeasurement, *, device_key: str, received_ns
     naive local time counted as if it were UTC since 1970 (the device's epoch; the
     gateway's clock model maps it, absorbing the unknown time zone). This keeps stored
     measurements, which thermometers send late, at the time they were taken. Without a
-    time stamp the frame is on ``Timebase.ARRIVAL`` at ``received_ns``. ``nan`` samples
-    carry ``Quality.DEVICE_ERROR``; ``±inf`` (out of the sensor's range) carry
-    ``Quality.SATURATED``.
+    time stamp the frame is on ``Timebase.ARRIVAL`` at ``received_ns``. A special value
+    is a ``nan`` sample, flagged from ``m.special``: ``Quality.SATURATED`` for
+    ±INFINITY (out of the sensor's range), ``Quality.DEVICE_ERROR`` for NaN, NRes and
+    reserved.
     """
     if m.timestamp is None:
         time_ns, timebase = received_ns, Timebase.ARRIVAL
@@ -310,10 +367,10 @@ def temperature_frame(m: TemperatureMeasurement, *, device_key: str, received_ns
         time_ns = (m.timestamp - _EPOCH) // timedelta(microseconds=1) * 1000
         timebase = Timebase.DEVICE
     quality = Quality.NONE
-    if math.isnan(m.celsius):
-        quality = Quality.DEVICE_ERROR
-    elif math.isinf(m.celsius):
+    if m.special in _SATURATING:
         quality = Quality.SATURATED
+    elif m.special is not None:
+        quality = Quality.DEVICE_ERROR
     return Frame(
         device_key=device_key,
         stream=StreamKind.TEMP,

@@ -3,7 +3,9 @@
 What the gateway does with an H10 (all as data, see ``devices.registry``):
 
 - subscribe, in order, to the PMD control point (indications), PMD data
-  (notifications) and Heart Rate Measurement 0x2A37 (notifications);
+  (notifications), Heart Rate Measurement 0x2A37 (notifications) and Battery Level
+  0x2A19 (notifications; the Polar BLE SDK's ``BleBasClient`` enables them on every
+  connect, so the H10's Battery Service notifies);
 - write the start requests for ECG (130 Hz, 14 bit - the only setting an H10 offers)
   and ACC (25/50/100/200 Hz, 16 bit, range 2/4/8 G), and the stop requests on the way out.
 
@@ -34,6 +36,7 @@ from devices.hrs import (
     decode_heart_rate_measurement,
     heart_rate_frames,
 )
+from devices.info.battery import BATTERY_LEVEL_UUID, battery_frame, decode_battery_level
 from devices.polar.control import (
     PmdControlResponse,
     PmdMeasurementStopped,
@@ -83,7 +86,8 @@ class PolarH10Decoder:
         self._previous: dict[tuple[PmdMeasurementType, int], int] = {}
 
     def decode(self, characteristic: str, data: bytes, received_ns: int) -> tuple[Frame, ...]:
-        """Frames of one notification; ``()`` for control-point responses.
+        """Frames of one notification; ``()`` for control-point responses; one
+        ``StreamKind.BATTERY`` frame (arrival time) for a Battery Level notification.
 
         Raises ``FrameDecodeError`` for malformed data (including an unknown
         characteristic) and ``ProfileError`` for a refused start, a device-initiated
@@ -100,6 +104,9 @@ class PolarH10Decoder:
             return heart_rate_frames(
                 measurement, device_key=self._device_key, received_ns=received_ns
             )
+        if uuid == BATTERY_LEVEL_UUID:
+            percent = decode_battery_level(data)
+            return (battery_frame(percent, device_key=self._device_key, received_ns=received_ns),)
         raise FrameDecodeError("pmd", "unknown_characteristic", characteristic)
 
     def reset(self) -> None:
@@ -206,6 +213,7 @@ class PolarH10Profile:
             Subscription(PMD_CONTROL_POINT_UUID),
             Subscription(PMD_DATA_UUID, streams=("ecg", "accel")),
             Subscription(HEART_RATE_MEASUREMENT_UUID, streams=("hr", "rr", "energy")),
+            Subscription(BATTERY_LEVEL_UUID, streams=("battery",)),
         )
 
     @property

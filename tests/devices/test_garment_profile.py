@@ -36,6 +36,7 @@ from devices.garment.spec import (
     ResultCode,
     StatusFlags,
 )
+from devices.info import BATTERY_LEVEL_UUID
 from devices.registry import Advertisement, GattWrite, Profile, Subscription, uuid16
 
 SETTINGS = settings(
@@ -81,6 +82,7 @@ def test_subscriptions_control_point_first() -> None:
         Subscription(CONTROL_POINT_UUID),
         Subscription(STATUS_UUID),
         Subscription(DATA_CHARACTERISTIC_UUID, streams=("ecg", "resp", "temp", "accel")),
+        Subscription(BATTERY_LEVEL_UUID, streams=("battery",)),
     )
 
 
@@ -230,6 +232,26 @@ def test_control_point_failure_raises_profile_error() -> None:
         decoder.decode(CONTROL_POINT_UUID, bytes.fromhex("80 7f 02 00"), 0)
 
 
+def test_battery_level_notification_is_a_battery_frame() -> None:
+    # Battery Level 0x2A19 is one uint8 percentage (GATT Specification Supplement).
+    decoder = GARMENT_PROFILE.new_decoder("dev-1")
+    (frame,) = decoder.decode(BATTERY_LEVEL_UUID.upper(), b"\x57", received_ns=987)
+    assert frame.device_key == "dev-1"
+    assert frame.stream is StreamKind.BATTERY
+    assert frame.unit is Unit.PERCENT
+    assert frame.timebase is Timebase.ARRIVAL
+    assert frame.time_ns == 987
+    assert frame.samples.tolist() == [87.0]
+    assert decoder.decode(BATTERY_LEVEL_UUID, b"\x00", 0)[0].samples.tolist() == [0.0]
+
+
+@pytest.mark.parametrize("data", [b"", b"\x65", b"\xff", b"\x50\x00"])
+def test_malformed_battery_level_is_a_decode_error(data: bytes) -> None:
+    decoder = GARMENT_PROFILE.new_decoder("d")
+    with pytest.raises(FrameDecodeError):
+        decoder.decode(BATTERY_LEVEL_UUID, data, 0)
+
+
 def test_unknown_characteristic_is_a_decode_error() -> None:
     decoder = GARMENT_PROFILE.new_decoder("d")
     with pytest.raises(FrameDecodeError):
@@ -237,8 +259,11 @@ def test_unknown_characteristic_is_a_decode_error() -> None:
 
 
 @SETTINGS
-@given(st.sampled_from([DATA_CHARACTERISTIC_UUID, STATUS_UUID]), st.binary(max_size=300))
-def test_fuzz_data_and_status(characteristic: str, data: bytes) -> None:
+@given(
+    st.sampled_from([DATA_CHARACTERISTIC_UUID, STATUS_UUID, BATTERY_LEVEL_UUID]),
+    st.binary(max_size=300),
+)
+def test_fuzz_data_status_and_battery(characteristic: str, data: bytes) -> None:
     decoder = GARMENT_PROFILE.new_decoder("d")
     try:
         frames = decoder.decode(characteristic, data, 0)

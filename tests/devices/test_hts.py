@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from devices.errors import FrameDecodeError, FrameEncodeError
 from devices.frame import Quality, StreamKind, Timebase, Unit
 from devices.hts import (
+    Ieee11073Special,
     TemperatureMeasurement,
     TemperatureType,
     decode_date_time,
@@ -26,10 +27,20 @@ from devices.hts import (
     encode_ieee11073_float,
     encode_ieee11073_sfloat,
     encode_temperature_measurement,
+    ieee11073_float_special,
+    ieee11073_sfloat_special,
     temperature_frame,
 )
 
 TM = TemperatureMeasurement
+SP = Ieee11073Special
+
+
+def fields(m: TemperatureMeasurement) -> tuple[object, ...]:
+    """The measurement's fields with ``nan`` as ``None``, so specials compare equal."""
+    celsius = None if math.isnan(m.celsius) else m.celsius
+    return (celsius, m.fahrenheit_sent, m.timestamp, m.location, m.special)
+
 
 # --- golden vectors -------------------------------------------------------------------
 # "PHD" = Bluetooth SIG, Personal Health Devices Transcoding Whitepaper (examples quoted
@@ -66,63 +77,116 @@ def test_date_time_golden() -> None:
     assert encode_date_time(datetime(2010, 12, 18, 15, 23, 6)) == raw
 
 
+# Special values (exponent 0) of IEEE 11073-20601 FLOAT-Type and SFLOAT-Type, as listed
+# in the Bluetooth SIG PHD Transcoding Whitepaper: NaN 0x007FFFFF / 0x07FF, NRes
+# 0x00800000 / 0x0800, +INFINITY 0x007FFFFE / 0x07FE, -INFINITY 0x00800002 / 0x0802,
+# reserved 0x00800001 / 0x0801.
 @pytest.mark.parametrize(
-    ("raw", "expected"),
+    ("raw", "expected", "special"),
     [
-        (0xFF00016C, 36.4),
-        (0x00000000, 0.0),
-        (0xFFFFFFFF, -0.1),  # exponent -1, mantissa -1
-        (0x02000005, 500.0),
-        (0x80000001, 1e-128),
-        (0x7F7FFFFD, 8388605e127),
-        (0x007FFFFF, math.nan),  # NaN
-        (0x00800000, math.nan),  # NRes
-        (0x00800001, math.nan),  # reserved
-        (0x007FFFFE, math.inf),
-        (0x00800002, -math.inf),
-        (0x017FFFFF, 83886070.0),  # NaN's mantissa with another exponent is a number
+        (0xFF00016C, 36.4, None),
+        (0x00000000, 0.0, None),
+        (0xFFFFFFFF, -0.1, None),  # exponent -1, mantissa -1
+        (0x02000005, 500.0, None),
+        (0x80000001, 1e-128, None),
+        (0x7F7FFFFD, 8388605e127, None),
+        (0x007FFFFF, math.nan, SP.NAN),
+        (0x00800000, math.nan, SP.NRES),
+        (0x00800001, math.nan, SP.RESERVED),
+        (0x007FFFFE, math.inf, SP.POSITIVE_INFINITY),
+        (0x00800002, -math.inf, SP.NEGATIVE_INFINITY),
+        (0x017FFFFF, 83886070.0, None),  # NaN's mantissa with another exponent is a number
+        (0x017FFFFE, 83886060.0, None),  # so is +INFINITY's
     ],
 )
-def test_float_golden(raw: int, expected: float) -> None:
+def test_float_golden(raw: int, expected: float, special: Ieee11073Special | None) -> None:
     value = decode_ieee11073_float(raw)
     assert value == expected or (math.isnan(value) and math.isnan(expected))
+    assert ieee11073_float_special(raw) is special
 
 
 @pytest.mark.parametrize(
-    ("raw", "expected"),
+    ("raw", "expected", "special"),
     [
-        (0x0072, 114.0),  # PHD §2.2.6 blood pressure example, SFLOAT 0x0072
-        (0xF16C, 36.4),
-        (0xFFFF, -0.1),
-        (0x7001, 1e7),
-        (0x8001, 1e-8),
-        (0x07FF, math.nan),
-        (0x0800, math.nan),
-        (0x0801, math.nan),
-        (0x07FE, math.inf),
-        (0x0802, -math.inf),
+        (0x0072, 114.0, None),  # PHD §2.2.6 blood pressure example, SFLOAT 0x0072
+        (0xF16C, 36.4, None),
+        (0xFFFF, -0.1, None),
+        (0x7001, 1e7, None),
+        (0x8001, 1e-8, None),
+        (0x07FF, math.nan, SP.NAN),
+        (0x0800, math.nan, SP.NRES),
+        (0x0801, math.nan, SP.RESERVED),
+        (0x07FE, math.inf, SP.POSITIVE_INFINITY),
+        (0x0802, -math.inf, SP.NEGATIVE_INFINITY),
+        (0x17FF, 20470.0, None),  # exponent 1: a number
     ],
 )
-def test_sfloat_golden(raw: int, expected: float) -> None:
+def test_sfloat_golden(raw: int, expected: float, special: Ieee11073Special | None) -> None:
     value = decode_ieee11073_sfloat(raw)
     assert value == expected or (math.isnan(value) and math.isnan(expected))
+    assert ieee11073_sfloat_special(raw) is special
+
+
+SPECIAL_PAYLOADS = [
+    ("00ffff7f00", False, SP.NAN),
+    ("0000008000", False, SP.NRES),
+    ("0001008000", False, SP.RESERVED),
+    ("00feff7f00", False, SP.POSITIVE_INFINITY),
+    ("0002008000", False, SP.NEGATIVE_INFINITY),
+    ("01feff7f00", True, SP.POSITIVE_INFINITY),  # a Fahrenheit special is the same special
+    ("0102008000", True, SP.NEGATIVE_INFINITY),
+    ("01ffff7f00", True, SP.NAN),
+]
+
+
+@pytest.mark.parametrize(("hex_payload", "fahrenheit", "special"), SPECIAL_PAYLOADS)
+def test_special_values_decode_to_nan_with_their_kind(
+    hex_payload: str, fahrenheit: bool, special: Ieee11073Special
+) -> None:
+    m = decode_temperature_measurement(bytes.fromhex(hex_payload))
+    assert math.isnan(m.celsius)
+    assert m.special is special
+    assert m.fahrenheit_sent is fahrenheit
+
+
+@pytest.mark.parametrize(("hex_payload", "fahrenheit", "special"), SPECIAL_PAYLOADS)
+def test_special_values_encode(
+    hex_payload: str, fahrenheit: bool, special: Ieee11073Special
+) -> None:
+    m = TM(math.nan, fahrenheit_sent=fahrenheit, special=special)
+    assert encode_temperature_measurement(m) == bytes.fromhex(hex_payload)
+
+
+def test_special_values_with_timestamp_and_type() -> None:
+    payload = bytes.fromhex("06feff7f00da070c120f000002")
+    m = decode_temperature_measurement(payload)
+    assert fields(m) == (
+        None,
+        False,
+        datetime(2010, 12, 18, 15, 0, 0),
+        TemperatureType.BODY,
+        SP.POSITIVE_INFINITY,
+    )
+    assert encode_temperature_measurement(m) == payload
+
+
+def test_ordinary_values_have_no_special() -> None:
+    assert decode_temperature_measurement(bytes.fromhex("006c0100ff")).special is None
 
 
 @pytest.mark.parametrize(
-    ("hex_payload", "celsius"),
+    ("celsius", "special"),
     [
-        ("00ffff7f00", math.nan),
-        ("0000008000", math.nan),
-        ("0001008000", math.nan),
-        ("00feff7f00", math.inf),
-        ("0002008000", -math.inf),
-        ("01feff7f00", math.inf),  # Fahrenheit infinity stays infinity
-        ("0102008000", -math.inf),
+        (math.nan, None),
+        (math.inf, None),
+        (-math.inf, None),
+        (37.0, SP.NAN),
+        (math.inf, SP.POSITIVE_INFINITY),
     ],
 )
-def test_special_values(hex_payload: str, celsius: float) -> None:
-    m = decode_temperature_measurement(bytes.fromhex(hex_payload))
-    assert m.celsius == celsius or (math.isnan(m.celsius) and math.isnan(celsius))
+def test_celsius_and_special_must_agree(celsius: float, special: Ieee11073Special | None) -> None:
+    with pytest.raises(ValueError, match="special"):
+        TM(celsius, special=special)
 
 
 @pytest.mark.parametrize(
@@ -229,20 +293,26 @@ def measurements(draw: st.DrawFn) -> tuple[TemperatureMeasurement, int]:
     celsius = float((exact - 32) * 5 / 9 if fahrenheit else exact)
     ts = draw(st.one_of(st.none(), timestamps.map(lambda t: t.replace(microsecond=0))))
     location = draw(st.one_of(st.none(), st.sampled_from(TemperatureType)))
-    return TM(celsius, fahrenheit, ts, location), exponent
+    special = draw(st.one_of(st.none(), st.sampled_from(Ieee11073Special)))
+    if special is not None:
+        celsius = math.nan
+    return TM(celsius, fahrenheit, ts, location, special), exponent
 
 
 @given(measurements())
 def test_measurement_round_trip(case: tuple[TemperatureMeasurement, int]) -> None:
     m, exponent = case
-    assert decode_temperature_measurement(encode_temperature_measurement(m, exponent=exponent)) == m
+    decoded = decode_temperature_measurement(encode_temperature_measurement(m, exponent=exponent))
+    assert fields(decoded) == fields(m)
 
 
-@given(st.sampled_from([math.nan, math.inf, -math.inf]), st.booleans())
-def test_special_round_trip(value: float, fahrenheit: bool) -> None:
-    m = decode_temperature_measurement(encode_temperature_measurement(TM(value, fahrenheit)))
-    assert m.fahrenheit_sent is fahrenheit
-    assert m.celsius == value or (math.isnan(m.celsius) and math.isnan(value))
+@given(st.sampled_from(Ieee11073Special), st.booleans(), st.integers(-4, 1))
+def test_special_round_trip(special: Ieee11073Special, fahrenheit: bool, exponent: int) -> None:
+    m = TM(math.nan, fahrenheit, special=special)
+    data = encode_temperature_measurement(m, exponent=exponent)
+    # The exponent does not matter: a special is its own exponent-0 word.
+    assert ieee11073_float_special(int.from_bytes(data[1:5], "little")) is special
+    assert fields(decode_temperature_measurement(data)) == fields(m)
 
 
 @given(timestamps.map(lambda t: t.replace(microsecond=0)))
@@ -256,6 +326,7 @@ def test_fuzz_measurement(data: bytes) -> None:
     with contextlib.suppress(FrameDecodeError):
         m = decode_temperature_measurement(data)
         assert m.fahrenheit_sent == bool(data[0] & 1)
+        assert math.isfinite(m.celsius) is (m.special is None)
 
 
 @given(st.binary(max_size=64))
@@ -269,9 +340,11 @@ def test_fuzz_date_time_and_type(data: bytes) -> None:
 @given(st.integers())
 def test_fuzz_floats(raw: int) -> None:
     with contextlib.suppress(FrameDecodeError):
-        decode_ieee11073_float(raw)
+        value = decode_ieee11073_float(raw)
+        assert math.isfinite(value) is (ieee11073_float_special(raw) is None)
     with contextlib.suppress(FrameDecodeError):
-        decode_ieee11073_sfloat(raw)
+        value = decode_ieee11073_sfloat(raw)
+        assert math.isfinite(value) is (ieee11073_sfloat_special(raw) is None)
 
 
 # --- frame ----------------------------------------------------------------------------
@@ -299,10 +372,17 @@ def test_frame_device_time_with_timestamp() -> None:
     )
 
 
-def test_frame_quality_for_specials() -> None:
-    nan = temperature_frame(TM(math.nan), device_key="t", received_ns=0)
-    assert nan.quality is Quality.DEVICE_ERROR
-    assert math.isnan(nan.samples[0])
-    assert temperature_frame(TM(-math.inf), device_key="t", received_ns=0).quality is (
-        Quality.SATURATED
-    )
+@pytest.mark.parametrize(
+    ("special", "quality"),
+    [
+        (SP.NAN, Quality.DEVICE_ERROR),
+        (SP.NRES, Quality.DEVICE_ERROR),
+        (SP.RESERVED, Quality.DEVICE_ERROR),
+        (SP.POSITIVE_INFINITY, Quality.SATURATED),
+        (SP.NEGATIVE_INFINITY, Quality.SATURATED),
+    ],
+)
+def test_frame_quality_for_specials(special: Ieee11073Special, quality: Quality) -> None:
+    frame = temperature_frame(TM(math.nan, special=special), device_key="t", received_ns=0)
+    assert frame.quality is quality
+    assert math.isnan(frame.samples[0])  # never an infinity in a frame

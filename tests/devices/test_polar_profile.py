@@ -19,6 +19,7 @@ from devices.hrs import (
     encode_heart_rate_measurement,
     heart_rate_frames,
 )
+from devices.info import BATTERY_LEVEL_UUID
 from devices.polar import (
     H10_ACC_SAMPLES_PER_FRAME,
     H10_ECG_SAMPLES_PER_FRAME,
@@ -64,8 +65,10 @@ def test_name_and_subscriptions_in_order() -> None:
         PMD_CONTROL_POINT_UUID,
         PMD_DATA_UUID,
         HEART_RATE_MEASUREMENT_UUID,
+        BATTERY_LEVEL_UUID,
     ]
     assert subs[1].streams == ("ecg", "accel")
+    assert subs[3].streams == ("battery",)
 
 
 def test_start_and_stop_commands_bytes() -> None:
@@ -217,10 +220,29 @@ def test_heart_rate_measurement_is_delegated() -> None:
     ]
 
 
+def test_battery_level_notification_is_a_battery_frame() -> None:
+    # Battery Level 0x2A19 is one uint8 percentage (GATT Specification Supplement).
+    decoder = POLAR_H10_PROFILE.new_decoder("h10-k")
+    (frame,) = decoder.decode(BATTERY_LEVEL_UUID.upper(), b"\x64", received_ns=555)
+    assert frame.device_key == "h10-k"
+    assert frame.stream is StreamKind.BATTERY
+    assert frame.unit is Unit.PERCENT
+    assert frame.timebase is Timebase.ARRIVAL
+    assert frame.time_ns == 555
+    assert frame.samples.tolist() == [100.0]
+
+
+@pytest.mark.parametrize("data", [b"", b"\x65", b"\xff", b"\x50\x00"])
+def test_malformed_battery_level_is_a_decode_error(data: bytes) -> None:
+    decoder = POLAR_H10_PROFILE.new_decoder("h10-l")
+    with pytest.raises(FrameDecodeError):
+        decoder.decode(BATTERY_LEVEL_UUID, data, 0)
+
+
 def test_unexpected_inputs() -> None:
     decoder = POLAR_H10_PROFILE.new_decoder("h10-i")
     with pytest.raises(FrameDecodeError, match="unknown_characteristic"):
-        decoder.decode("00002a19-0000-1000-8000-00805f9b34fb", b"\x50", 0)
+        decoder.decode("00002a38-0000-1000-8000-00805f9b34fb", b"\x01", 0)  # body location
     ppi = bytes((3,)) + bytes(9) + bytes(6)
     with pytest.raises(ProfileError, match="ppi"):
         decoder.decode(PMD_DATA_UUID, ppi, 0)
@@ -244,7 +266,7 @@ def test_non_finite_factor_in_start_response_is_refused() -> None:
 
 @given(
     characteristic=st.sampled_from(
-        [PMD_DATA_UUID, PMD_CONTROL_POINT_UUID, HEART_RATE_MEASUREMENT_UUID]
+        [PMD_DATA_UUID, PMD_CONTROL_POINT_UUID, HEART_RATE_MEASUREMENT_UUID, BATTERY_LEVEL_UUID]
     ),
     chunks=st.lists(st.binary(max_size=240), max_size=4),
 )
