@@ -265,7 +265,9 @@ def encode_control_response(
     more: bool = False,
     parameters: bytes = b"",
 ) -> bytes:
-    """``F0 op measurement error more parameters``; errors carry neither more nor params."""
+    """``F0 op measurement error more parameters``. An error response is ``F0 op
+    measurement error 00``: ``more`` is 0 and no parameters follow, as a real H10 sends
+    it (``f0 02 00 05 00``); asking for ``more`` or parameters with an error raises."""
     if error is not PmdErrorCode.SUCCESS and (more or parameters):
         raise FrameEncodeError(_KIND, "error_response_with_parameters")
     if not 0 <= int(op_code) <= 0xFF or not 0 <= int(measurement) <= 0xFF:

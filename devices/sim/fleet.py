@@ -20,9 +20,10 @@ from types import TracebackType
 from typing import Literal, Self
 
 from devices.sim.garment import GARMENT_MODEL, SimulatedGarment, garment_name
-from devices.sim.peripheral import SentLogSink, SimPeripheral
+from devices.sim.peripheral import SimPeripheral
 from devices.sim.polar_h10 import POLAR_MODEL, SimulatedPolarH10
 from devices.sim.radio import VirtualRadio
+from devices.sim.sentlog import SentLogSink
 
 __all__ = ["FleetMember", "Model", "SimulatedFleet"]
 

@@ -7,9 +7,9 @@ draining) and Device Information. It streams ECG, respiration, temperature and
 accelerometer (gyroscope optional, off by default) at the requested rates with the frame
 sizes of ``codec.samples_per_frame`` for the link's MTU, per-stream u32 sequence numbers
 that survive STOP/START and reconnects, and device time in µs since boot from its own
-clock. Samples come from ``devices.sim.signals`` (synthetic, seeded per device, or any
-``SignalSource`` such as a replay) and are quantised with ``codec.quantize`` so what is
-sent is exactly what a decoder returns.
+clock. Samples come from ``GarmentSources`` (``garment_sources``: synthetic, seeded per
+device, or any ``SignalSource`` such as a replay) and are quantised with
+``codec.quantize`` so what is sent is exactly what a decoder returns.
 
 Sample grid: sample ``j`` of a stream at rate ``fs`` is the source signal at ``j / fs``
 seconds after boot, so a source's ground truth (R peaks, breaths, activity) is on the
@@ -22,10 +22,9 @@ It must not: import gateway code, decode frames it sends, or read the wall clock
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Final
+from typing import Final
 
 import numpy as np
 from bumble import core, gatt
@@ -75,24 +74,19 @@ from devices.garment.spec import (
     rate_code,
 )
 from devices.info import DeviceInformation
+from devices.sim.clock import SampleGrid, SourceCursor
 from devices.sim.faults import replace_byte, truncate
-from devices.sim.peripheral import (
-    SampleGrid,
-    SentLogSink,
-    SimPeripheral,
-    SourceCursor,
-    ad_structures,
-)
+from devices.sim.gap import ad_structures
+from devices.sim.garment_sources import GarmentSources
+from devices.sim.peripheral import SimPeripheral
 from devices.sim.radio import VirtualRadio
-from devices.sim.signals import BlockSource, ColouredNoise, SignalSource, rng_streams
-from devices.sim.signals.scenario import GarmentSignals, WearerScenario, build_wearer
+from devices.sim.sentlog import SentLogSink
+from devices.sim.signals.scenario import WearerScenario
 
 __all__ = [
     "ACCEL_FULL_SCALES_G",
     "GARMENT_MODEL",
     "GYRO_FULL_SCALES_DPS",
-    "GarmentSources",
-    "RestingGyro",
     "SimulatedGarment",
     "garment_name",
 ]
@@ -106,7 +100,6 @@ _FULL_SCALE_TO_UNITS = {GarmentStream.ACCEL: 1000.0, GarmentStream.GYRO: 1.0}  #
 _CONTACT_STREAMS = frozenset({GarmentStream.ECG, GarmentStream.RESP, GarmentStream.TEMP})
 _CONTACT = FrameFlags.CONTACT_SUPPORTED | FrameFlags.SKIN_CONTACT
 _BATTERY_LOW_PERCENT = 15
-_SOURCE_RATES_HZ = {"ecg": 500.0, "resp": 100.0, "temp": 1.0, "accel": 200.0, "gyro": 200.0}
 _UNITS = {
     GarmentStream.ECG: Unit.MICROVOLT,
     GarmentStream.RESP: Unit.RESP_AU,
@@ -119,71 +112,6 @@ _UNITS = {
 def garment_name(suffix: str) -> str:
     """The advertised name of a garment: ``biogw garment <suffix>``."""
     return f"biogw garment {suffix}"
-
-
-class RestingGyro(BlockSource[None]):
-    """Angular rate of a resting torso (°/s, x/y/z): band-limited noise around zero.
-
-    ``devices.sim.signals`` has no gyroscope model; this is the small stand-in the
-    optional gyroscope stream uses. It has no ground truth (``truth()`` is ``None``).
-    """
-
-    def __init__(self, *, fs_hz: float = 200.0, rms_dps: float = 1.5, seed: int = 0) -> None:
-        super().__init__(fs_hz=fs_hz, unit=Unit.DEG_PER_S, channels=3, block_len=round(fs_hz))
-        self._axes = [
-            ColouredNoise(rng, fs_hz=fs_hz, cutoff_hz=min(2.0, fs_hz / 4), rms=rms_dps)
-            for rng in rng_streams(seed, 3)
-        ]
-
-    def _render(self, start: int, count: int) -> FloatArray:
-        return np.stack([axis.next(count) for axis in self._axes], axis=1)
-
-    def truth(self) -> None:
-        return None
-
-
-@dataclass(frozen=True, slots=True)
-class GarmentSources:
-    """Where a garment's samples come from. A stream offers every protocol rate that
-    divides its source's rate (ECG at 500 Hz: 125, 250 and 500 Hz)."""
-
-    ecg: SignalSource[Any]
-    resp: SignalSource[Any]
-    temp: SignalSource[Any]
-    accel: SignalSource[Any]
-    gyro: SignalSource[Any] | None = None
-    wearer: GarmentSignals | None = None
-    """The synthetic wearer behind the sources (shared breath train), if synthetic."""
-
-    @classmethod
-    def synthetic(
-        cls, seed: int, *, scenario: WearerScenario | None = None, gyro: bool = False
-    ) -> GarmentSources:
-        """The four sources of ``build_wearer`` for ``scenario`` at 500/100/1/200 Hz,
-        seeded with ``seed`` (which replaces the scenario's own)."""
-        wearer = build_wearer(
-            dataclasses.replace(
-                scenario or WearerScenario(),
-                ecg_fs_hz=_SOURCE_RATES_HZ["ecg"],
-                resp_fs_hz=_SOURCE_RATES_HZ["resp"],
-                temp_fs_hz=_SOURCE_RATES_HZ["temp"],
-                accel_fs_hz=_SOURCE_RATES_HZ["accel"],
-                seed=seed,
-            )
-        )
-        gyro_source = RestingGyro(seed=seed + 1) if gyro else None
-        return cls(
-            wearer.ecg, wearer.respiration, wearer.temperature, wearer.motion, gyro_source, wearer
-        )
-
-    def for_stream(self, stream: GarmentStream) -> SignalSource[Any] | None:
-        return {
-            GarmentStream.ECG: self.ecg,
-            GarmentStream.RESP: self.resp,
-            GarmentStream.TEMP: self.temp,
-            GarmentStream.ACCEL: self.accel,
-            GarmentStream.GYRO: self.gyro,
-        }[stream]
 
 
 @dataclass(slots=True)
@@ -286,11 +214,13 @@ class SimulatedGarment(SimPeripheral):
             self.boot_id,
             tuple(s.features for s in self._streams_state.values()),
         )
-        self._data_char = self._sensor_char(DATA_CHARACTERISTIC_UUID, gatt.Characteristic.NOTIFY)
-        self._status_char = self._sensor_char(
+        self._data_char = self.attributes.characteristic(
+            DATA_CHARACTERISTIC_UUID, gatt.Characteristic.NOTIFY
+        )
+        self._status_char = self.attributes.characteristic(
             STATUS_UUID, gatt.Characteristic.READ | gatt.Characteristic.NOTIFY, read=self._status
         )
-        self._features_char = self._sensor_char(
+        self._features_char = self.attributes.characteristic(
             FEATURES_UUID, gatt.Characteristic.READ, read=lambda: encode_features(self.features)
         )
         self._control_char = self.control_point(
@@ -329,7 +259,7 @@ class SimulatedGarment(SimPeripheral):
 
     def _status_changed(self) -> None:
         link = self._link
-        if link is not None and self.is_subscribed(link.connection, self._status_char):
+        if link is not None and self.attributes.is_subscribed(link.connection, self._status_char):
             value = self._status()
             self.spawn(
                 self.device.notify_subscriber(link.connection, self._status_char, value),

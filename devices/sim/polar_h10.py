@@ -9,10 +9,11 @@ bumble GATT server negotiating the H10's ATT MTU of 232.
 PMD, as captured from a real H10 (phdiethelm/h10_ecg exploration/gatttool.md): the
 control point reads ``0f 05 00...`` (17 bytes: ECG and ACC); "get settings" for ECG
 answers ``f0 01 00 00 00 00 01 82 00 01 01 0e 00`` (130 Hz, 14 bit); a start without
-settings answers INVALID_PARAMETER (``f0 02 00 05``); a good start answers
-``f0 02 00 00 00 00`` (success, no "more", one reserved parameter byte, which the SDK
-reads as "no settings"). ECG frames are raw type 0 with 73 int24 µV samples (229 bytes);
-ACC frames raw type 1 with 36 int16 mG x/y/z samples (226 bytes), at 25/50/100/200 Hz
+settings answers INVALID_PARAMETER (``f0 02 00 05 00``: an error ends with a "more"
+byte of 0); a good start answers ``f0 02 00 00 00 00`` (success, no "more", one
+reserved parameter byte, which the SDK reads as "no settings"). ECG frames are raw
+type 0 with 73 int24 µV samples (229 bytes); ACC frames raw type 1 with 36 int16 mG
+x/y/z samples (226 bytes), at 25/50/100/200 Hz
 and range 2/4/8 G. Frame timestamps are the last sample's time in ns since 2000-01-01 on
 the device clock. Other op codes answer INVALID_OP_CODE, other measurement types
 INVALID_MEASUREMENT_TYPE (what the captured H10 answered to SDK-mode requests).
@@ -29,11 +30,8 @@ once for the default epoch (a strap whose clock was set by its phone app).
 
 from __future__ import annotations
 
-import dataclasses
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 import numpy as np
 from bumble import core, gatt
@@ -73,24 +71,20 @@ from devices.polar import (
     encode_pmd_frame,
     encode_settings,
 )
+from devices.sim.clock import SampleGrid, SourceCursor
 from devices.sim.faults import replace_byte, truncate
-from devices.sim.peripheral import (
-    DeviceLink,
-    SampleGrid,
-    SentLogSink,
-    SimPeripheral,
-    SourceCursor,
-    ad_structures,
-)
+from devices.sim.gap import ad_structures
+from devices.sim.gatt_table import DeviceLink
+from devices.sim.peripheral import SimPeripheral
+from devices.sim.polar_sources import PolarSources
 from devices.sim.radio import VirtualRadio
-from devices.sim.signals import SignalSource
-from devices.sim.signals.scenario import WearerScenario, build_wearer
+from devices.sim.sentlog import SentLogSink
+from devices.sim.signals.scenario import WearerScenario
 
 __all__ = [
     "EPOCH_2000_UNIX_NS",
     "H10_ATT_MTU",
     "POLAR_MODEL",
-    "PolarSources",
     "SimulatedPolarH10",
     "polar_name",
 ]
@@ -124,28 +118,6 @@ _POLAR_SERVICE_16: Final = 0xFEEE  # Polar's 16-bit member UUID, as real straps 
 def polar_name(device_id: str) -> str:
     """The advertised name of an H10: ``Polar H10 <8 hex digits>``."""
     return f"Polar H10 {device_id}"
-
-
-@dataclass(frozen=True, slots=True)
-class PolarSources:
-    """The H10's signals: ECG in µV at 130 Hz (or a multiple), accelerometer in mG
-    (x/y/z) at a multiple of 200 Hz, and the R-peak times (s since boot) generated so
-    far, from which RR intervals are taken."""
-
-    ecg: SignalSource[Any]
-    accel: SignalSource[Any]
-    beats: Callable[[], FloatArray]
-
-    @classmethod
-    def synthetic(cls, seed: int, *, scenario: WearerScenario | None = None) -> PolarSources:
-        """Synthetic sources for ``scenario`` (ECG 130 Hz, ACC 200 Hz), seeded with
-        ``seed`` (which replaces the scenario's own)."""
-        scenario = dataclasses.replace(
-            scenario or WearerScenario(), ecg_fs_hz=130.0, accel_fs_hz=200.0, seed=seed
-        )
-        wearer = build_wearer(scenario)
-        ecg = wearer.ecg
-        return cls(ecg, wearer.motion, lambda: ecg.truth().r_peak_times_s)
 
 
 class SimulatedPolarH10(SimPeripheral):
@@ -208,12 +180,14 @@ class SimulatedPolarH10(SimPeripheral):
             raise ValueError("sources: ECG at a multiple of 130 Hz, ACC of 200 Hz")
         self._beats_reported = 0
         self._heart_rate_bpm = round(_resting_hr(scenario))
-        self._hr_char = self._sensor_char(HEART_RATE_MEASUREMENT_UUID, gatt.Characteristic.NOTIFY)
+        self._hr_char = self.attributes.characteristic(
+            HEART_RATE_MEASUREMENT_UUID, gatt.Characteristic.NOTIFY
+        )
         location = bytes([BodySensorLocation.CHEST])
-        self._location_char = self._sensor_char(
+        self._location_char = self.attributes.characteristic(
             BODY_SENSOR_LOCATION_UUID, gatt.Characteristic.READ, read=lambda: location
         )
-        self._data_char = self._sensor_char(PMD_DATA_UUID, gatt.Characteristic.NOTIFY)
+        self._data_char = self.attributes.characteristic(PMD_DATA_UUID, gatt.Characteristic.NOTIFY)
         self._control_char = self.control_point(
             PMD_CONTROL_POINT_UUID,
             gatt.Characteristic.READ | gatt.Characteristic.WRITE | gatt.Characteristic.INDICATE,
@@ -268,29 +242,31 @@ class SimulatedPolarH10(SimPeripheral):
         except FrameDecodeError:
             op = data[0] if data else 0
             if op not in tuple(PmdOpCode) or op == PmdOpCode.NULL_ITEM:
-                return _response(op, measurement_id, PmdErrorCode.INVALID_OP_CODE)
+                return encode_control_response(op, measurement_id, PmdErrorCode.INVALID_OP_CODE)
             settings_sent = op == PmdOpCode.REQUEST_MEASUREMENT_START and len(data) > 2
             error = PmdErrorCode.INVALID_PARAMETER if settings_sent else PmdErrorCode.INVALID_LENGTH
-            return _response(op, measurement_id, error)
+            return encode_control_response(op, measurement_id, error)
         op, m = request.op_code, request.measurement
         if op not in (
             PmdOpCode.GET_MEASUREMENT_SETTINGS,
             PmdOpCode.REQUEST_MEASUREMENT_START,
             PmdOpCode.STOP_MEASUREMENT,
         ):
-            return _response(op, measurement_id, PmdErrorCode.INVALID_OP_CODE)
+            return encode_control_response(op, measurement_id, PmdErrorCode.INVALID_OP_CODE)
         if m is None or m not in _ALLOWED:
-            return _response(op, measurement_id, PmdErrorCode.INVALID_MEASUREMENT_TYPE)
+            return encode_control_response(
+                op, measurement_id, PmdErrorCode.INVALID_MEASUREMENT_TYPE
+            )
         if request.offline:
-            return _response(op, m, PmdErrorCode.NOT_SUPPORTED)
+            return encode_control_response(op, m, PmdErrorCode.NOT_SUPPORTED)
         if op is PmdOpCode.STOP_MEASUREMENT:
             self.stop_stream(_stream_of(m))
-            return _response(op, m)
+            return encode_control_response(op, m)
         if connection.att_mtu - 3 < (_ECG_FRAME_BYTES if m is _ECG else _ACC_FRAME_BYTES):
-            return _response(op, m, PmdErrorCode.INVALID_MTU)
+            return encode_control_response(op, m, PmdErrorCode.INVALID_MTU)
         if op is PmdOpCode.GET_MEASUREMENT_SETTINGS:
             available = encode_settings(PmdSettings.of(_ALLOWED[m]))
-            return _response(op, m, parameters=available)
+            return encode_control_response(op, m, parameters=available)
         return self._start(request, m, connection)
 
     def _start(
@@ -300,19 +276,19 @@ class SimulatedPolarH10(SimPeripheral):
         settings = request.settings or PmdSettings()
         allowed = _ALLOWED[m]
         if set(settings) != set(allowed) or any(len(v) != 1 for v in settings.values()):
-            return _response(op, m, PmdErrorCode.INVALID_PARAMETER)
+            return encode_control_response(op, m, PmdErrorCode.INVALID_PARAMETER)
         for kind, values in settings.items():
             if values[0] not in allowed[kind]:
-                return _response(op, m, _SETTING_ERRORS[kind])
+                return encode_control_response(op, m, _SETTING_ERRORS[kind])
         if _stream_of(m) in self.running_streams:
-            return _response(op, m, PmdErrorCode.ALREADY_IN_STATE)
+            return encode_control_response(op, m, PmdErrorCode.ALREADY_IN_STATE)
         if m is _ECG:
             self.start_stream("ecg", self._run_ecg(connection))
         else:
             rate = settings[PmdSettingType.SAMPLE_RATE][0]
             range_g = settings[PmdSettingType.RANGE][0]
             self.start_stream("accel", self._run_acc(connection, rate, range_g))
-        return _response(op, m, parameters=b"\x00")
+        return encode_control_response(op, m, parameters=b"\x00")
 
     # --- streaming --------------------------------------------------------------------
 
@@ -405,19 +381,6 @@ class SimulatedPolarH10(SimPeripheral):
                 device_time_ns=None,
                 rr_intervals_ms=rr_ms,
             )
-
-
-def _response(
-    op: PmdOpCode | int,
-    measurement: PmdMeasurementType | int,
-    error: PmdErrorCode = PmdErrorCode.SUCCESS,
-    *,
-    parameters: bytes = b"",
-) -> bytes:
-    """A control-point response. An H10 ends an error response after the error code
-    (``f0 02 00 05`` in the capture), with no "more" byte."""
-    data = encode_control_response(op, measurement, error, parameters=parameters)
-    return data if error is PmdErrorCode.SUCCESS else data[:4]
 
 
 def _stream_of(m: PmdMeasurementType) -> str:

@@ -317,6 +317,20 @@ def test_encode_error_response() -> None:
         )
 
 
+def test_h10_error_response() -> None:
+    # A real H10 via gatttool (github.com/phdiethelm/h10_ecg, exploration/gatttool.md,
+    # "Trying to start Measurement"): write ``02 00`` (start ECG without settings),
+    # indication ``f0 02 00 05 00`` = INVALID_PARAMETER with the "more" byte 0.
+    captured = bytes.fromhex("f0 02 00 05 00")
+    start, invalid = PmdOpCode.REQUEST_MEASUREMENT_START, PmdErrorCode.INVALID_PARAMETER
+    expected = PmdControlResponse(start, 0, invalid)
+    assert decode_control_response(captured) == expected
+    # An error ending after the error code (SDK PmdControlPointResponse: "more" only
+    # if there are more than 4 bytes) decodes the same.
+    assert decode_control_response(captured[:4]) == expected
+    assert encode_control_response(start, M.ECG, invalid) == captured
+
+
 def test_error_responses_drop_trailing_bytes_like_the_sdk() -> None:
     response = decode_control_response(bytes.fromhex("F0 02 00 05 01 AA"))
     assert (response.more, response.parameters) == (False, b"")

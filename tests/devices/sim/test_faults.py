@@ -23,11 +23,12 @@ from devices.garment.codec import decode_data_frame
 from devices.garment.control import encode_start_request, encode_stop_request
 from devices.garment.spec import CONTROL_POINT_UUID, DATA_CHARACTERISTIC_UUID, GarmentStream
 from devices.polar import PMD_CONTROL_POINT_UUID, POLAR_H10_PROFILE
+from devices.sim.clock import DeviceClock
 from devices.sim.faults import FaultKind, FaultState, FrameAction
 from devices.sim.garment import SimulatedGarment
-from devices.sim.peripheral import DeviceClock, Outcome, SentLog
 from devices.sim.polar_h10 import SimulatedPolarH10
 from devices.sim.radio import LINK_LOSS_REASON, VirtualRadio
+from devices.sim.sentlog import Outcome, SentLog
 from gateway.ble.bumble_backend import BumbleAdapter, BumbleClient
 
 pytestmark = [pytest.mark.timeout(20)]

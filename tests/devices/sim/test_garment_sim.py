@@ -55,8 +55,8 @@ from devices.info import (
 )
 from devices.registry import Advertisement
 from devices.sim.garment import SimulatedGarment
-from devices.sim.peripheral import Outcome, SentLog
 from devices.sim.radio import VirtualRadio
+from devices.sim.sentlog import Outcome, SentLog
 from gateway.ble.bumble_backend import BumbleAdapter, BumbleClient, BumbleGATTError, BumbleScanner
 
 pytestmark = [pytest.mark.timeout(20)]

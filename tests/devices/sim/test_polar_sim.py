@@ -41,9 +41,9 @@ from devices.polar import (
 )
 from devices.registry import Advertisement
 from devices.sim.fleet import SimulatedFleet
-from devices.sim.peripheral import Outcome, SentLog
 from devices.sim.polar_h10 import SimulatedPolarH10
 from devices.sim.radio import VirtualRadio
+from devices.sim.sentlog import Outcome, SentLog
 from gateway.ble.bumble_backend import (
     BumbleAdapter,
     BumbleClient,
@@ -141,11 +141,11 @@ async def test_pmd_control_point_matches_a_real_h10(
         assert acc_settings == bytes.fromhex(
             "f0 01 02 00 00 00 04 19 00 32 00 64 00 c8 00 01 01 10 00 02 03 02 00 04 00 08 00"
         )
-        assert await central.request(bytes.fromhex("0200")) == bytes.fromhex("f0 02 00 05")
+        assert await central.request(bytes.fromhex("0200")) == bytes.fromhex("f0 02 00 05 00")
         start_ecg, _ = POLAR_H10_PROFILE.start_commands
         assert start_ecg.data == bytes.fromhex("02 00 00 01 82 00 01 01 0e 00")
         assert await central.request(start_ecg.data) == bytes.fromhex("f0 02 00 00 00 00")
-        assert await central.request(start_ecg.data) == bytes.fromhex("f0 02 00 06")  # running
+        assert await central.request(start_ecg.data) == bytes.fromhex("f0 02 00 06 00")  # running
         wrong_rate = PmdSettings.of(
             {
                 PmdSettingType.SAMPLE_RATE: (52,),
@@ -154,13 +154,13 @@ async def test_pmd_control_point_matches_a_real_h10(
             }
         )
         assert await central.request(encode_start_request("acc", wrong_rate)) == (
-            bytes.fromhex("f0 02 02 08")
+            bytes.fromhex("f0 02 02 08 00")
         )
         assert await central.request(encode_get_settings_request("ppg")) == (
-            bytes.fromhex("f0 01 01 02")
+            bytes.fromhex("f0 01 01 02 00")
         )
-        assert await central.request(bytes.fromhex("0402")) == bytes.fromhex("f0 04 02 01")
-        assert await central.request(bytes.fromhex("ff")) == bytes.fromhex("f0 ff 00 01")
+        assert await central.request(bytes.fromhex("0402")) == bytes.fromhex("f0 04 02 01 00")
+        assert await central.request(bytes.fromhex("ff")) == bytes.fromhex("f0 ff 00 01 00")
         assert await central.request(encode_stop_request("ecg")) == bytes.fromhex("f0 03 00 00 00")
         assert h10.running_streams == ()
 
@@ -283,6 +283,6 @@ async def test_pmd_needs_the_h10_mtu(radio: VirtualRadio) -> None:
         await peer.subscribe(control, responses.put_nowait, prefer_notify=False)
         start_ecg, _ = POLAR_H10_PROFILE.start_commands
         await peer.write_value(control, start_ecg.data, with_response=True)
-        assert await responses.get() == bytes.fromhex("f0 02 00 0a")  # INVALID_MTU
+        assert await responses.get() == bytes.fromhex("f0 02 00 0a 00")  # INVALID_MTU
         await connection.disconnect()
         assert h10.running_streams == ()
