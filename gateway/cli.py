@@ -25,16 +25,20 @@ from devices.sim.truth import export_fleet_truth
 from gateway.ble.link import open_link
 from gateway.ble.scan import Sighting, scan
 from gateway.config import Settings, load_settings
-from gateway.errors import ConfigError
+from gateway.errors import BiogwError, ConfigError
 from gateway.logs import configure_logging
 from gateway.watch import DeviceTally, watch
 
 
 def _run(coro: Coroutine[Any, Any, None]) -> None:
+    """Run a command's coroutine; biogw's own errors end it with a message, not a trace."""
     try:
         asyncio.run(coro)
     except KeyboardInterrupt:
         click.echo("stopped", err=True)
+    except BiogwError as exc:
+        click.echo(f"biogw: {exc}", err=True)
+        sys.exit(1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +168,12 @@ def _tally_table(tallies: list[DeviceTally]) -> Table:
 @click.option("--garment", type=int, default=None, help="Simulated biogw garments.")
 @click.option("--duration", "duration_s", type=float, default=None, help="Stop after seconds.")
 @click.option("--speed", type=float, default=None, help="Signal seconds per second (default 1).")
+@click.option(
+    "--replay-ecg",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="WFDB record (path without suffix, e.g. ../shared/data/mitdb/100) to replay as ECG.",
+)
 @click.option("--truth-dir", type=click.Path(path_type=Path, file_okay=False), default=None)
 @click.pass_obj
 def sim_command(
@@ -172,11 +182,13 @@ def sim_command(
     garment: int | None,
     duration_s: float | None,
     speed: float | None,
+    replay_ecg: Path | None,
     truth_dir: Path | None,
 ) -> None:
     """Run simulated garments on a virtual link, stream them all and show live figures."""
     settings = invocation.settings(
-        ble={"link": "virtual"}, sim=_given(polar=polar, garment=garment, speed=speed)
+        ble={"link": "virtual"},
+        sim=_given(polar=polar, garment=garment, speed=speed, replay_ecg=replay_ecg),
     )
     ble, sim = settings.ble, settings.sim
     console = Console()

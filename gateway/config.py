@@ -55,6 +55,8 @@ class SimSettings(_Section):
     require_bonding: bool = False
     speed: float = Field(default=1.0, gt=0, le=1000)
     """Signal time per wall-clock second (1.0 = real time)."""
+    replay_ecg: Path | None = None
+    """A WFDB record (path without suffix) every simulated device replays as its ECG."""
 
 
 class Settings(BaseSettings):

@@ -16,12 +16,15 @@ import hashlib
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Literal, Self
 
 from devices.sim.garment import GARMENT_MODEL, SimulatedGarment, garment_name
+from devices.sim.garment_sources import GarmentSources
 from devices.sim.peripheral import SimPeripheral
 from devices.sim.polar_h10 import POLAR_MODEL, SimulatedPolarH10
+from devices.sim.polar_sources import PolarSources
 from devices.sim.radio import VirtualRadio
 from devices.sim.sentlog import SentLogSink
 
@@ -51,6 +54,8 @@ class SimulatedFleet:
     """``async with SimulatedFleet(radio, polar=2, garment=8, seed=1) as fleet``.
 
     ``log_for(address)`` gives each device its sent-log sink (``None``: no log).
+    ``replay_ecg`` (a WFDB record path) makes every device stream that recording as its
+    ECG instead of the synthetic one; the other streams stay synthetic.
     Every advertising device costs every other host on the radio CPU time (the virtual
     link delivers each advertisement to every controller), so large fleets should
     advertise slower: ``advertising_interval_ms=1000`` for a hundred devices or more.
@@ -68,6 +73,7 @@ class SimulatedFleet:
         passkey: int | None = None,
         log_for: Callable[[str], SentLogSink | None] | None = None,
         advertising_interval_ms: float = 100.0,
+        replay_ecg: Path | None = None,
     ) -> None:
         if not (0 <= polar <= _MAX_PER_MODEL and 0 <= garment <= _MAX_PER_MODEL):
             raise ValueError(f"0..{_MAX_PER_MODEL} devices of each model")
@@ -79,6 +85,7 @@ class SimulatedFleet:
         self._passkey = passkey
         self._log_for = log_for
         self._adv_interval_ms = advertising_interval_ms
+        self._replay_ecg = replay_ecg
         self._members: list[FleetMember] = []
         self._stack = AsyncExitStack()
 
@@ -110,6 +117,7 @@ class SimulatedFleet:
                     speed=self._speed,
                     log=self._log(address),
                     advertising_interval_ms=self._adv_interval_ms,
+                    sources=self._polar_sources(seed),
                 )
                 await self._start(stack, polar, POLAR_MODEL, seed)
             for index in range(1, self._counts[GARMENT_MODEL] + 1):
@@ -126,6 +134,7 @@ class SimulatedFleet:
                     speed=self._speed,
                     log=self._log(address),
                     advertising_interval_ms=self._adv_interval_ms,
+                    sources=self._garment_sources(seed),
                 )
                 await self._start(stack, garment, GARMENT_MODEL, seed)
             stack.callback(self._members.clear)
@@ -139,6 +148,16 @@ class SimulatedFleet:
         tb: TracebackType | None,
     ) -> None:
         await self._stack.aclose()
+
+    def _polar_sources(self, seed: int) -> PolarSources | None:
+        if self._replay_ecg is None:
+            return None  # the model's own synthetic sources
+        return PolarSources.synthetic(seed).with_ecg_replay(self._replay_ecg)
+
+    def _garment_sources(self, seed: int) -> GarmentSources | None:
+        if self._replay_ecg is None:
+            return None
+        return GarmentSources.synthetic(seed).with_ecg_replay(self._replay_ecg)
 
     def _log(self, address: str) -> SentLogSink | None:
         return None if self._log_for is None else self._log_for(address)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from os import PathLike
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ import numpy as np
 from devices.frame import FloatArray, Unit
 from devices.garment.spec import GarmentStream
 from devices.sim.signals import BlockSource, ColouredNoise, SignalSource, rng_streams
+from devices.sim.signals.replay import WfdbReplay
 from devices.sim.signals.scenario import GarmentSignals, WearerScenario, build_wearer
 
 __all__ = ["GarmentSources", "RestingGyro"]
@@ -81,6 +83,12 @@ class GarmentSources:
         return cls(
             wearer.ecg, wearer.respiration, wearer.temperature, wearer.motion, gyro_source, wearer
         )
+
+    def with_ecg_replay(self, record_path: str | PathLike[str]) -> GarmentSources:
+        """The same sources with the ECG replayed from a WFDB record (resampled to the
+        ECG source rate, looping at its end); the other streams stay synthetic."""
+        replay = WfdbReplay(record_path, fs_hz=_SOURCE_RATES_HZ["ecg"])
+        return dataclasses.replace(self, ecg=replay)
 
     def for_stream(self, stream: GarmentStream) -> SignalSource[Any] | None:
         return {

@@ -14,10 +14,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
+from os import PathLike
 from typing import Any
 
 from devices.frame import FloatArray
 from devices.sim.signals import SignalSource
+from devices.sim.signals.replay import WfdbReplay
 from devices.sim.signals.scenario import WearerScenario, build_wearer
 
 __all__ = ["PolarSources"]
@@ -43,3 +45,9 @@ class PolarSources:
         wearer = build_wearer(scenario)
         ecg = wearer.ecg
         return cls(ecg, wearer.motion, lambda: ecg.truth().r_peak_times_s)
+
+    def with_ecg_replay(self, record_path: str | PathLike[str]) -> PolarSources:
+        """The same accelerometer with the ECG replayed from a WFDB record at 130 Hz;
+        the RR intervals then come from the record's reference beat annotations."""
+        replay = WfdbReplay(record_path, fs_hz=130.0)
+        return PolarSources(replay, self.accel, lambda: replay.truth().times_s)

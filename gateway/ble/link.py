@@ -100,6 +100,7 @@ async def open_link(ble: BleSettings, sim: SimSettings) -> AsyncIterator[BleLink
                 seed=sim.seed,
                 require_bonding=sim.require_bonding,
                 speed=sim.speed,
+                replay_ecg=sim.replay_ecg,
             )
         )
         adapter = await stack.enter_async_context(

@@ -80,3 +80,34 @@ def test_invalid_configuration_exits_2_with_every_problem(
     result = runner.invoke(main, ["--config", str(config), "scan"], env=ENV)
     assert result.exit_code == 2
     assert "ble.link" in result.output
+
+
+def test_sim_replays_a_wfdb_record_as_ecg(runner: CliRunner) -> None:
+    from tests.shared_data import MITDB
+
+    if not (MITDB / "100.hea").is_file():
+        pytest.skip(f"MIT-BIH records not found in {MITDB}")
+    result = runner.invoke(
+        main,
+        [
+            "sim",
+            "--polar",
+            "1",
+            "--garment",
+            "1",
+            "--duration",
+            "2",
+            "--replay-ecg",
+            str(MITDB / "100"),
+        ],
+        env=ENV,
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.count("streaming") == 2
+
+
+def test_sim_with_an_unreadable_record_is_a_clear_error(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(main, ["sim", "--replay-ecg", str(tmp_path / "absent")], env=ENV)
+    assert result.exit_code == 1
+    assert "unreadable" in result.output
+    assert "Traceback" not in result.output
