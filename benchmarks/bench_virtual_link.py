@@ -128,7 +128,7 @@ async def measure(garments: int, *, warmup_s: float, window_s: float) -> LinkRes
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 20, 40, 60])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 20, 50, 100, 200])
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--window", type=float, default=10.0)
     args = parser.parse_args(argv)

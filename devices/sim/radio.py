@@ -141,7 +141,9 @@ def _is_scan_response(
 
 class _RangedLink(LocalLink):
     """A ``LocalLink`` whose hosts can be out of range: nothing sent by or to a
-    controller out of range is delivered."""
+    controller out of range is delivered. Advertisements reach only controllers that
+    are scanning or initiating a connection (periodic-advertising sync, which bumble's
+    controller also handles, is not used by biogw)."""
 
     def __init__(self) -> None:
         super().__init__()  # type: ignore[no-untyped-call]  # LocalLink.__init__ is unannotated
@@ -153,8 +155,13 @@ class _RangedLink(LocalLink):
         if sender_controller in self.out_of_range:
             return
         loop = asyncio.get_running_loop()
+        connect_ind = isinstance(packet, ll.ConnectInd)
         for controller in self.controllers:
-            if controller is not sender_controller and controller not in self.out_of_range:
+            if controller is sender_controller or controller in self.out_of_range:
+                continue
+            # A controller that is neither scanning nor initiating ignores advertisements;
+            # not delivering them keeps an idle fleet's cost linear, not quadratic, in size.
+            if connect_ind or controller.le_scan_enable or controller.pending_le_connection:
                 loop.call_soon(controller.on_ll_advertising_pdu, packet)
 
     def send_acl_data(
