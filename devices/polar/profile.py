@@ -12,6 +12,10 @@ What the gateway does with an H10 (all as data, see ``devices.registry``):
 The decoder keeps, per connection, the previous frame timestamp per (measurement, frame
 type) - updated as soon as a header is readable, even if the payload then fails, as the
 SDK's ``BlePMDClient.processPmdData`` does - and the FACTOR each start response returned.
+Consequence (as in the SDK): a frame whose timestamp was corrupted in flight is accepted
+with absurd sample times, and the next good frame is rejected as non-monotonic; decoding
+recovers with the frame after that. The gateway's clock mapping is where such outliers
+are to be caught.
 A failed start response, or the device stopping a stream we run, raises ``ProfileError``
 so the session can restart streaming; other control-point traffic yields no frames.
 

@@ -33,6 +33,8 @@ _PERM = att.Attribute.Permissions
 _CCCD = gatt.GATT_CLIENT_CHARACTERISTIC_CONFIGURATION_DESCRIPTOR
 _ATT_CCCD_IMPROPERLY_CONFIGURED = 0xFD  # Core Spec Supplement Part B, common error codes
 _ATT_PROCEDURE_IN_PROGRESS = 0xFE
+MAX_QUEUED_REQUESTS = 8
+"""Control-point writes a device holds before refusing more (a real one holds fewer)."""
 
 ControlHandler = Callable[[Connection, bytes], bytes]
 Control = tuple[gatt.Characteristic[bytes], ControlHandler]
@@ -43,7 +45,11 @@ class DeviceLink:
     """Per-connection state: the control point's request queue and pending response."""
 
     connection: Connection
-    requests: asyncio.Queue[bytes] = field(default_factory=asyncio.Queue)
+    requests: asyncio.Queue[bytes] = field(
+        default_factory=lambda: asyncio.Queue(MAX_QUEUED_REQUESTS)
+    )
+    """Control-point writes waiting for their response; bounded: a central that writes
+    faster than the device answers gets ATT 0xFE (procedure already in progress)."""
     response_pending: bool = False
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -145,7 +151,10 @@ class GattTable:
                 raise att.ATT_Error(_ATT_CCCD_IMPROPERLY_CONFIGURED)
             if one_at_a_time and (link.response_pending or not link.requests.empty()):
                 raise att.ATT_Error(_ATT_PROCEDURE_IN_PROGRESS)
-            link.requests.put_nowait(bytes(value))
+            try:
+                link.requests.put_nowait(bytes(value))
+            except asyncio.QueueFull:
+                raise att.ATT_Error(_ATT_PROCEDURE_IN_PROGRESS) from None
 
         char = self.characteristic(uuid, properties, read=read, write=on_write)
         self.control = (char, handler)
