@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import itertools
-from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
@@ -33,23 +32,10 @@ from gateway.ble.bumble_backend import BumbleAdapter, BumbleClient
 
 pytestmark = [pytest.mark.timeout(20)]
 
-CENTRAL = "C0:00:00:00:00:01"
 GARMENT = "C0:00:00:00:30:01"
 H10 = "C0:00:00:00:30:02"
 SPEED = 20.0
 ECG_START = encode_start_request({GarmentStream.ECG: 250.0, GarmentStream.RESP: 25.0})
-
-
-@pytest.fixture
-async def radio() -> AsyncIterator[VirtualRadio]:
-    async with VirtualRadio() as radio:
-        yield radio
-
-
-@pytest.fixture
-async def adapter(radio: VirtualRadio) -> AsyncIterator[BumbleAdapter]:
-    async with BumbleAdapter(radio, address=CENTRAL) as adapter:
-        yield adapter
 
 
 class Session:

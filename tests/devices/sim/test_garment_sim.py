@@ -10,7 +10,6 @@ import asyncio
 import functools
 import itertools
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -61,7 +60,6 @@ from gateway.ble.bumble_backend import BumbleAdapter, BumbleClient, BumbleGATTEr
 
 pytestmark = [pytest.mark.timeout(20)]
 
-CENTRAL = "C0:00:00:00:00:01"
 GARMENT = "C0:00:00:00:10:2B"
 SPEED = 20.0
 
@@ -90,18 +88,6 @@ class Central:
 
     def frames(self) -> list[GarmentFrame]:
         return [decode_data_frame(d) for d in self.data]
-
-
-@pytest.fixture
-async def radio() -> AsyncIterator[VirtualRadio]:
-    async with VirtualRadio() as radio:
-        yield radio
-
-
-@pytest.fixture
-async def adapter(radio: VirtualRadio) -> AsyncIterator[BumbleAdapter]:
-    async with BumbleAdapter(radio, address=CENTRAL) as adapter:
-        yield adapter
 
 
 def client_for(address: str, adapter: BumbleAdapter) -> BleakClient:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
@@ -54,22 +53,9 @@ from gateway.ble.bumble_backend import (
 
 pytestmark = [pytest.mark.timeout(20)]
 
-CENTRAL = "C0:00:00:00:00:01"
 H10 = "C0:00:00:00:20:01"
 EPOCH_NS = 800_000_000_000_000_000  # ns since 2000-01-01: mid 2025
 SPEED = 20.0
-
-
-@pytest.fixture
-async def radio() -> AsyncIterator[VirtualRadio]:
-    async with VirtualRadio() as radio:
-        yield radio
-
-
-@pytest.fixture
-async def adapter(radio: VirtualRadio) -> AsyncIterator[BumbleAdapter]:
-    async with BumbleAdapter(radio, address=CENTRAL) as adapter:
-        yield adapter
 
 
 def client_for(address: str, adapter: BumbleAdapter) -> BleakClient:
