@@ -25,6 +25,7 @@ from devices.sim.truth import export_fleet_truth
 from gateway.ble.link import open_link
 from gateway.ble.scan import Sighting, scan
 from gateway.config import Settings, load_settings
+from gateway.consent_cli import register as register_consent_commands
 from gateway.errors import BiogwError, ConfigError
 from gateway.logs import configure_logging
 from gateway.watch import DeviceTally, watch
@@ -80,6 +81,9 @@ def _given(**options: object) -> dict[str, object]:
 def main(ctx: click.Context, config_file: Path | None, log_level: str | None) -> None:
     """biogw: a privacy-first gateway for wearable biometric sensors."""
     ctx.obj = _Invocation(config_file, log_level)
+
+
+register_consent_commands(main)
 
 
 def _sightings_table(sightings: list[Sighting]) -> Table:

@@ -59,6 +59,14 @@ class SimSettings(_Section):
     """A WFDB record (path without suffix) every simulated device replays as its ECG."""
 
 
+class DatabaseSettings(_Section):
+    """The care database (identity, consent, audit)."""
+
+    care_dsn: str | None = None
+    """libpq connection string or URI (``BIOGW_DATABASE__CARE_DSN``). ``None``: not
+    configured; commands that need the care database refuse to run."""
+
+
 class Settings(BaseSettings):
     """Everything biogw can be told. Frozen; build it with ``load_settings``."""
 
@@ -72,6 +80,7 @@ class Settings(BaseSettings):
     log_level: LogLevel = "INFO"
     ble: BleSettings = BleSettings()
     sim: SimSettings = SimSettings()
+    database: DatabaseSettings = DatabaseSettings()
 
     @classmethod
     def settings_customise_sources(
