@@ -1,0 +1,162 @@
+"""``biogw pair``, ``biogw devices`` and ``biogw unpair``: the pairing commands, against
+the care database named by ``[database] care_dsn`` and the configured Bluetooth link.
+
+Role: parse arguments, open the link and a database connection, call
+``gateway.pairing`` / ``gateway.store.devices``, render the result. ``register`` adds the
+commands to the ``biogw`` group. Output shows device keys, models and bond states; the
+MAC appears only in ``pair``'s list of nearby devices to choose from (the operator must
+see what they pick), never in ``devices``.
+
+Must not: read configuration other than through the group's invocation object, or log
+MAC addresses, subject ids or device keys above DEBUG.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import uuid
+from collections.abc import Coroutine
+from typing import Any, Protocol
+
+import click
+import psycopg
+from rich.console import Console
+from rich.table import Table
+
+from gateway.ble.link import open_link
+from gateway.ble.scan import Sighting, scan
+from gateway.config import Settings
+from gateway.errors import BiogwError
+from gateway.pairing import pair_device, unpair_device
+from gateway.store import translate_error
+from gateway.store.devices import PairedDevice, list_devices
+
+__all__ = ["register"]
+
+
+class _Invocation(Protocol):
+    def settings(self, **sections: dict[str, object]) -> Settings: ...
+
+
+def _care_dsn(settings: Settings) -> str:
+    dsn = settings.database.care_dsn
+    if dsn is None:
+        click.echo(
+            "biogw: no care database configured: set [database] care_dsn in the config file"
+            " or BIOGW_DATABASE__CARE_DSN",
+            err=True,
+        )
+        sys.exit(2)
+    return dsn
+
+
+def _run(coro: Coroutine[Any, Any, None]) -> None:
+    try:
+        asyncio.run(coro)
+    except BiogwError as exc:
+        click.echo(f"biogw: {exc}", err=True)
+        sys.exit(1)
+
+
+async def _connect(dsn: str) -> psycopg.AsyncConnection[Any]:
+    try:
+        return await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+    except psycopg.Error as exc:
+        raise translate_error(exc, "care.connect") from exc
+
+
+def _choose(sightings: list[Sighting]) -> str:
+    """Show the nearby devices that speak a known profile; return the chosen address."""
+    known = [s for s in sightings if s.profile is not None]
+    if not known:
+        raise click.ClickException("no known device in range")
+    table = Table(title="Nearby devices")
+    for column in ("#", "name", "address", "model", "RSSI (dBm)"):
+        table.add_column(column)
+    for number, s in enumerate(known, start=1):
+        table.add_row(str(number), s.name or "?", s.address, s.model, str(s.rssi_dbm))
+    Console(stderr=True).print(table)
+    choice: int = click.prompt("Pair with #", type=click.IntRange(1, len(known)), err=True)
+    return known[choice - 1].address
+
+
+def _devices_table(devices: list[PairedDevice]) -> Table:
+    table = Table(title="Paired devices")
+    table.add_column("device key", no_wrap=True, min_width=36)
+    for column in ("profile", "model", "state", "paired at", "unpaired at"):
+        table.add_column(column)
+    for d in devices:
+        table.add_row(
+            str(d.device_key),
+            d.profile,
+            d.model or "?",
+            d.bond_state,
+            "" if d.paired_at is None else d.paired_at.isoformat(timespec="seconds"),
+            "" if d.unpaired_at is None else d.unpaired_at.isoformat(timespec="seconds"),
+        )
+    return table
+
+
+@click.command("pair")
+@click.argument("address", required=False)
+@click.option("--subject", "subject_id", type=click.UUID, required=True, help="Wearer's id.")
+@click.pass_obj
+def pair_command(invocation: _Invocation, address: str | None, subject_id: uuid.UUID) -> None:
+    """Bond with a device (ADDRESS, or chosen from a scan) and bind it to a subject.
+    Prints the new device key."""
+    settings = invocation.settings()
+    dsn = _care_dsn(settings)
+
+    async def run() -> None:
+        async with open_link(settings.ble, settings.sim) as link, await _connect(dsn) as conn:
+            target = address
+            if target is None:
+                target = _choose(await scan(link, timeout_s=settings.ble.scan_timeout_s))
+            device = await pair_device(
+                link,
+                conn,
+                address=target,
+                subject_id=subject_id,
+                scan_timeout_s=settings.ble.scan_timeout_s,
+                timeout_s=settings.ble.connect_timeout_s,
+            )
+        click.echo(str(device.device_key))
+
+    _run(run())
+
+
+@click.command("devices")
+@click.pass_obj
+def devices_command(invocation: _Invocation) -> None:
+    """List recorded devices: key, profile, model, bond state (no addresses)."""
+    dsn = _care_dsn(invocation.settings())
+
+    async def run() -> None:
+        async with await _connect(dsn) as conn:
+            devices = await list_devices(conn)
+        Console().print(_devices_table(devices))
+
+    _run(run())
+
+
+@click.command("unpair")
+@click.argument("device_key", type=click.UUID)
+@click.pass_obj
+def unpair_command(invocation: _Invocation, device_key: uuid.UUID) -> None:
+    """Remove the bond with a device and its binding to the wearer."""
+    settings = invocation.settings()
+    dsn = _care_dsn(settings)
+
+    async def run() -> None:
+        async with open_link(settings.ble, settings.sim) as link, await _connect(dsn) as conn:
+            await unpair_device(link, conn, device_key=device_key)
+        click.echo(f"unpaired {device_key}")
+
+    _run(run())
+
+
+def register(group: click.Group) -> None:
+    """Add ``pair``, ``devices`` and ``unpair`` to the ``biogw`` group."""
+    for command in (pair_command, devices_command, unpair_command):
+        group.add_command(command)
