@@ -55,6 +55,8 @@ class SimSettings(_Section):
     require_bonding: bool = False
     speed: float = Field(default=1.0, gt=0, le=1000)
     """Signal time per wall-clock second (1.0 = real time)."""
+    passkey: int | None = Field(default=None, ge=0, le=999_999)
+    """Simulated devices require this passkey when pairing (MITM protection)."""
     replay_ecg: Path | None = None
     """A WFDB record (path without suffix) every simulated device replays as its ECG."""
 

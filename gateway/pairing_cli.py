@@ -24,6 +24,7 @@ import psycopg
 from rich.console import Console
 from rich.table import Table
 
+from gateway.ble.bumble_backend import PairingPolicy
 from gateway.ble.link import open_link
 from gateway.ble.scan import Sighting, scan
 from gateway.config import Settings
@@ -81,6 +82,14 @@ def _choose(sightings: list[Sighting]) -> str:
     return known[choice - 1].address
 
 
+async def _ask_passkey(_address: str) -> int:
+    """Ask the person pairing for the passkey the device shows (never logged)."""
+    value: int = await asyncio.to_thread(
+        click.prompt, "Passkey shown on the device", type=click.IntRange(0, 999_999), err=True
+    )
+    return value
+
+
 def _devices_table(devices: list[PairedDevice]) -> Table:
     table = Table(title="Paired devices")
     table.add_column("device key", no_wrap=True, min_width=36)
@@ -101,15 +110,28 @@ def _devices_table(devices: list[PairedDevice]) -> Table:
 @click.command("pair")
 @click.argument("address", required=False)
 @click.option("--subject", "subject_id", type=click.UUID, required=True, help="Wearer's id.")
+@click.option(
+    "--passkey-entry",
+    is_flag=True,
+    help="The device shows a passkey: ask for it (on stdin) while pairing.",
+)
 @click.pass_obj
-def pair_command(invocation: _Invocation, address: str | None, subject_id: uuid.UUID) -> None:
+def pair_command(
+    invocation: _Invocation, address: str | None, subject_id: uuid.UUID, passkey_entry: bool
+) -> None:
     """Bond with a device (ADDRESS, or chosen from a scan) and bind it to a subject.
     Prints the new device key."""
     settings = invocation.settings()
     dsn = _care_dsn(settings)
+    policy = PairingPolicy(io_capability="keyboard_only", passkey_provider=_ask_passkey)
 
     async def run() -> None:
-        async with open_link(settings.ble, settings.sim) as link, await _connect(dsn) as conn:
+        async with (
+            open_link(
+                settings.ble, settings.sim, pairing=policy if passkey_entry else None
+            ) as link,
+            await _connect(dsn) as conn,
+        ):
             target = address
             if target is None:
                 target = _choose(await scan(link, timeout_s=settings.ble.scan_timeout_s))

@@ -23,7 +23,12 @@ from bleak.backends.scanner import AdvertisementData
 
 from devices.sim.fleet import SimulatedFleet
 from devices.sim.radio import VirtualRadio
-from gateway.ble.bumble_backend import BumbleAdapter, BumbleClient, BumbleScanner
+from gateway.ble.bumble_backend import (
+    BumbleAdapter,
+    BumbleClient,
+    BumbleScanner,
+    PairingPolicy,
+)
 from gateway.config import BleSettings, SimSettings
 
 GATEWAY_VIRTUAL_ADDRESS = "F0:F0:F0:F0:F0:F0"
@@ -82,8 +87,12 @@ class BleLink:
 
 
 @contextlib.asynccontextmanager
-async def open_link(ble: BleSettings, sim: SimSettings) -> AsyncIterator[BleLink]:
-    """The configured link, ready to scan and connect; closed on exit."""
+async def open_link(
+    ble: BleSettings, sim: SimSettings, *, pairing: PairingPolicy | None = None
+) -> AsyncIterator[BleLink]:
+    """The configured link, ready to scan and connect; closed on exit. ``pairing`` sets
+    how the virtual link's adapter pairs (e.g. passkey entry); on the platform link
+    pairing is BlueZ's, with its own agent."""
     if ble.link == "platform":
         kwargs: dict[str, Any] = {}
         if ble.adapter is not None:
@@ -99,11 +108,14 @@ async def open_link(ble: BleSettings, sim: SimSettings) -> AsyncIterator[BleLink
                 garment=sim.garment,
                 seed=sim.seed,
                 require_bonding=sim.require_bonding,
+                passkey=sim.passkey,
                 speed=sim.speed,
                 replay_ecg=sim.replay_ecg,
             )
         )
         adapter = await stack.enter_async_context(
-            BumbleAdapter(radio, address=GATEWAY_VIRTUAL_ADDRESS, key_dir=ble.keystore_dir)
+            BumbleAdapter(
+                radio, address=GATEWAY_VIRTUAL_ADDRESS, key_dir=ble.keystore_dir, pairing=pairing
+            )
         )
         yield BleLink(kind="virtual", adapter=adapter, fleet=fleet)

@@ -1,5 +1,5 @@
 """``biogw pair`` / ``devices`` / ``unpair`` end to end: the virtual link with a simulated
-garment that requires bonding (Just Works: the link's adapter has no passkey entry yet)
+garment that requires bonding (Just Works, and passkey entry with ``--passkey-entry``)
 and a real care database. ``devices`` never prints the MAC."""
 
 from __future__ import annotations
@@ -31,8 +31,14 @@ def biogw(ctx: click.Context) -> None:
 register(biogw)
 
 
-async def run(care_db: str, keys: Path, args: Sequence[str], stdin: str | None = None) -> Result:
-    env = {
+async def run(
+    care_db: str,
+    keys: Path,
+    args: Sequence[str],
+    stdin: str | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> Result:
+    env: dict[str, str | None] = {
         "BIOGW_CONFIG": None,
         "COLUMNS": "200",  # rich would shorten cells to fit 80 columns
         "BIOGW_DATABASE__CARE_DSN": care_db,
@@ -40,6 +46,7 @@ async def run(care_db: str, keys: Path, args: Sequence[str], stdin: str | None =
         "BIOGW_SIM__POLAR": "0",
         "BIOGW_SIM__GARMENT": "1",
         "BIOGW_SIM__REQUIRE_BONDING": "true",
+        **(extra_env or {}),
     }
     runner = CliRunner()
     return await asyncio.to_thread(runner.invoke, biogw, list(args), input=stdin, env=env)
@@ -84,3 +91,27 @@ async def test_unknown_subject_is_refused(care_db: str, tmp_path: Path) -> None:
     result = await run(care_db, tmp_path, ["pair", GARMENT, "--subject", str(uuid.uuid4())])
     assert result.exit_code == 1
     assert "unknown_subject" in result.stderr
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(("typed", "ok"), [("123456", True), ("654321", False)])
+async def test_pair_with_passkey_entry(
+    care_db: str, admin: psycopg.AsyncConnection[Any], tmp_path: Path, typed: str, ok: bool
+) -> None:
+    subject = await new_subject(admin)
+    result = await run(
+        care_db,
+        tmp_path,
+        ["pair", GARMENT, "--subject", str(subject), "--passkey-entry"],
+        stdin=f"{typed}\n",
+        extra_env={"BIOGW_SIM__PASSKEY": "123456"},
+    )
+    if ok:
+        assert result.exit_code == 0, result.output
+        key = uuid.UUID(result.stdout.strip().splitlines()[-1])
+        assert await subject_for_device(admin, key) == subject
+    else:
+        assert result.exit_code == 1
+        assert "bond" in result.stderr
+        cur = await admin.execute("SELECT count(*) FROM identity.devices")
+        assert await cur.fetchone() == (0,)
