@@ -3,16 +3,19 @@
 A canary subject in a real care database wears a simulated garment (virtual link, real
 time) recorded as paired; consent comes from a ``ConsentWatcher`` (LISTEN/NOTIFY). The
 edge pipeline streams the garment through the offset clock and the router into a
-recording sink. Withdrawing ``research.internal`` at T on another connection stops
+recording sink. Withdrawing ``research.internal`` with ``biogw consent withdraw`` (run in a worker
+thread while the pipeline streams) at T stops
 research frames timed at or after T once the watcher has reloaded (within 1 s of the
 commit) while clinical frames continue; granting again at T2 resumes research frames
-timed after T2. No research frame's repr holds the canary name, email, subject id,
-device key or MAC. Synchronisation waits on the sink and the watcher, never on sleeps.
+timed after T2 (``biogw consent grant``). No research frame's repr holds the canary name,
+email, subject id, device key or MAC. Synchronisation waits on the sink and the watcher,
+never on sleeps.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -22,6 +25,7 @@ from uuid import UUID, uuid4
 import numpy as np
 import psycopg
 import pytest
+from click.testing import CliRunner
 
 from devices.frame import Frame, StreamKind, Timebase, Unit
 from devices.garment.profile import GARMENT_PROFILE
@@ -30,7 +34,8 @@ from devices.sim.radio import VirtualRadio
 from gateway.ble.bumble_backend import BumbleAdapter
 from gateway.ble.link import BleLink
 from gateway.ble.stream import DeviceStream
-from gateway.consent import CollectionMethod, ConsentRecord, Grant, Period, Scope, Withdrawal
+from gateway.cli import main
+from gateway.consent import CollectionMethod, ConsentRecord, Grant, Period, Scope
 from gateway.edge import DatabaseSubjectDirectory, EdgePipeline, OffsetClock
 from gateway.privacy import DateShifter, FileKeyStore, Pseudonymizer
 from gateway.router import ResearchFrame, Routed, Router
@@ -68,6 +73,18 @@ def grant(subject: UUID, scope: Scope, start_ns: int, recorded_ns: int) -> Grant
         recorded_at_ns=recorded_ns,
     )
     return Grant(uuid4(), record)
+
+
+async def biogw(care_db: str, args: list[str]) -> dict[str, Any]:
+    """Run ``biogw consent ARGS --method paper`` (the real command, in a worker thread so
+    the pipeline keeps streaming) and return its receipt."""
+    env = {"BIOGW_DATABASE__CARE_DSN": care_db, "BIOGW_CONFIG": None}
+    result = await asyncio.to_thread(
+        CliRunner().invoke, main, ["consent", *args, "--method", "paper"], env=env
+    )
+    assert result.exit_code == 0, result.output
+    receipt: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return receipt
 
 
 class Recorder:
@@ -143,7 +160,6 @@ async def test_withdrawal_stops_research_within_1s_and_grant_resumes(
     assert directory.subject_for(str(device_key)) == subject
 
     async with (
-        await psycopg.AsyncConnection.connect(care_db, autocommit=True) as other,
         ConsentWatcher(care_db, on_reload=recorder.on_reload) as watcher,
         SimulatedGarment(radio, address=MAC, seed=11, speed=1.0),
         DeviceStream(ble.client(MAC), GARMENT_PROFILE, device_key=str(device_key)) as stream,
@@ -162,13 +178,11 @@ async def test_withdrawal_stops_research_within_1s_and_grant_resumes(
 
         await recorder.until(lambda: len(recorder.research) >= 3)
 
-        # Withdraw research at T on another connection; the watcher reloads within 1 s.
-        t_withdraw = now_us_ns()
-        stop = Withdrawal(
-            uuid4(), research_grant.record, t_withdraw, t_withdraw, CollectionMethod.PAPER
-        )
-        await append_events(other, [stop], actor_role="test")
+        # Withdraw research with the command a person runs; T is the withdrawal's
+        # effective time from its receipt. The watcher reloads within 1 s.
+        receipt = await biogw(care_db, ["withdraw", str(subject), "research.internal"])
         committed_ns = time.time_ns()
+        t_withdraw = int(receipt["services"][0]["effectiveNs"])
         await recorder.until(lambda: recorder.phase >= 1, timeout_s=1.0)
         assert recorder.reloaded_ns[0] - committed_ns <= S
         # Clinical frames continue: wait until they cover 1.5 s past T.
@@ -178,10 +192,22 @@ async def test_withdrawal_stops_research_within_1s_and_grant_resumes(
         late = [t for p, t, _ in recorder.research if p >= 1 and t >= t_withdraw]
         assert late == []
 
-        # Grant research again at T2: research frames timed after T2 resume.
-        t_regrant = now_us_ns()
-        again = grant(subject, Scope.RESEARCH_INTERNAL, t_regrant, t_regrant)
-        await append_events(other, [again], actor_role="test")
+        # Grant research again at T2 (the command): research frames timed after T2 resume.
+        policy = tmp_path / "policy.txt"
+        policy.write_text("research policy 2026-01\n")
+        receipt = await biogw(
+            care_db,
+            [
+                "grant",
+                str(subject),
+                "research.internal",
+                "--policy",
+                str(policy),
+                "--policy-version",
+                "2026-01",
+            ],
+        )
+        t_regrant = int(receipt["services"][0]["periodStartNs"])
         await recorder.until(lambda: recorder.phase >= 2, timeout_s=1.0)
         await recorder.until(
             lambda: sum(p >= 2 and t >= t_regrant for p, t, _ in recorder.research) >= 3
