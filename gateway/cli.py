@@ -26,6 +26,7 @@ from gateway.ble.link import open_link
 from gateway.ble.scan import Sighting, scan
 from gateway.config import Settings, load_settings
 from gateway.consent_cli import register as register_consent_commands
+from gateway.db_cli import register as register_db_commands
 from gateway.errors import BiogwError, ConfigError
 from gateway.logs import configure_logging
 from gateway.pairing_cli import register as register_pairing_commands
@@ -86,6 +87,7 @@ def main(ctx: click.Context, config_file: Path | None, log_level: str | None) ->
 
 register_consent_commands(main)
 register_pairing_commands(main)
+register_db_commands(main)
 
 
 def _sightings_table(sightings: list[Sighting]) -> Table:

@@ -65,8 +65,11 @@ class DatabaseSettings(_Section):
     """The care database (identity, consent, audit)."""
 
     care_dsn: str | None = None
-    """libpq connection string or URI (``BIOGW_DATABASE__CARE_DSN``). ``None``: not
-    configured; commands that need the care database refuse to run."""
+    """libpq connection string or URI (``BIOGW_DATABASE__CARE_DSN``). ``None``: use an
+    embedded PostgreSQL (pgserver) kept in ``embedded_dir``, migrated on first use."""
+    embedded_dir: Path = Path(".biogw/pgdata")
+    """Data directory of the embedded server used when ``care_dsn`` is unset, relative to
+    the current directory unless absolute (``BIOGW_DATABASE__EMBEDDED_DIR``)."""
 
 
 class Settings(BaseSettings):

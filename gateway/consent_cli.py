@@ -1,5 +1,6 @@
 """``biogw subject add`` and ``biogw consent grant|withdraw|show``: enrolment and consent
-from the command line, against the care database named by ``[database] care_dsn``.
+from the command line, against the care database (``[database] care_dsn``, or the embedded
+one when unset; see ``gateway.care_db``).
 
 Grant and withdraw take the same shape (``SUBJECT SCOPE... --method ...``), write one
 record version and one event per scope in one transaction (which notifies running
@@ -12,13 +13,11 @@ or log names and contacts (``subject add`` prints only the new id).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
-import sys
 import time
 import uuid
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from itertools import groupby
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any, Protocol, get_args
 import click
 import psycopg
 
+from gateway.care_db import care_database, connect, run
 from gateway.config import Settings
 from gateway.consent import (
     DEFAULT_PURPOSE,
@@ -42,8 +42,7 @@ from gateway.consent import (
     receipt_for,
     to_json,
 )
-from gateway.errors import BiogwError
-from gateway.store import audit, translate_error
+from gateway.store import audit
 from gateway.store.consents import append_events, load_history
 from gateway.store.identity import Sex, add_subject, get_subject, receipt_reference
 
@@ -56,33 +55,6 @@ _METHODS = click.Choice([m.value for m in CollectionMethod])
 
 class _Invocation(Protocol):
     def settings(self, **sections: dict[str, object]) -> Settings: ...
-
-
-def _care_dsn(invocation: _Invocation) -> str:
-    dsn = invocation.settings().database.care_dsn
-    if dsn is None:
-        click.echo(
-            "biogw: no care database configured: set [database] care_dsn in the config file"
-            " or BIOGW_DATABASE__CARE_DSN",
-            err=True,
-        )
-        sys.exit(2)
-    return dsn
-
-
-def _run(coro: Coroutine[Any, Any, None]) -> None:
-    try:
-        asyncio.run(coro)
-    except BiogwError as exc:
-        click.echo(f"biogw: {exc}", err=True)
-        sys.exit(1)
-
-
-async def _connect(dsn: str) -> psycopg.AsyncConnection[Any]:
-    try:
-        return await psycopg.AsyncConnection.connect(dsn, autocommit=True)
-    except psycopg.Error as exc:
-        raise translate_error(exc, "care.connect") from exc
 
 
 def _now_ns() -> int:
@@ -117,10 +89,14 @@ def subject_add(
     sex: Sex | None,
 ) -> None:
     """Enrol a subject; print its new id."""
-    dsn = _care_dsn(invocation)
+    settings = invocation.settings()
 
-    async def run() -> None:
-        async with await _connect(dsn) as conn, conn.transaction():
+    async def go() -> None:
+        async with (
+            care_database(settings) as dsn,
+            await connect(dsn) as conn,
+            conn.transaction(),
+        ):
             subject_id = await add_subject(
                 conn,
                 name=name,
@@ -140,7 +116,7 @@ def subject_add(
             )
         click.echo(str(subject_id))
 
-    _run(run())
+    run(go())
 
 
 @click.group("consent")
@@ -216,10 +192,10 @@ def _receipts(events: list[ConsentEvent], subject_id: uuid.UUID, now_ns: int) ->
 
 
 def _change(invocation: _Invocation, subject: str, scopes: Sequence[str], **opts: Any) -> None:
-    dsn = _care_dsn(invocation)
+    settings = invocation.settings()
 
-    async def run() -> None:
-        async with await _connect(dsn) as conn:
+    async def go() -> None:
+        async with care_database(settings) as dsn, await connect(dsn) as conn:
             history = await _subject_history(conn, subject)
             now_ns = _now_ns()
             if opts["action"] == "grant":
@@ -238,7 +214,7 @@ def _change(invocation: _Invocation, subject: str, scopes: Sequence[str], **opts
         for receipt in _receipts(events, history.subject_id, _now_ns()):
             click.echo(receipt)
 
-    _run(run())
+    run(go())
 
 
 _method_option = click.option(
@@ -308,10 +284,10 @@ def _record_json(history: ConsentHistory, record: ConsentRecord, now_ns: int) ->
 @click.pass_obj
 def consent_show(invocation: _Invocation, subject: str, scopes: tuple[str, ...]) -> None:
     """Show SUBJECT's consent records (only SCOPE... if given) as JSON."""
-    dsn = _care_dsn(invocation)
+    settings = invocation.settings()
 
-    async def run() -> None:
-        async with await _connect(dsn) as conn:
+    async def go() -> None:
+        async with care_database(settings) as dsn, await connect(dsn) as conn:
             history = await _subject_history(conn, subject)
         now_ns = _now_ns()
         wanted = {Scope(s) for s in scopes} or set(Scope)
@@ -331,7 +307,7 @@ def consent_show(invocation: _Invocation, subject: str, scopes: tuple[str, ...])
         }
         click.echo(json.dumps(shown, sort_keys=True))
 
-    _run(run())
+    run(go())
 
 
 def register(main: click.Group) -> None:

@@ -1,5 +1,6 @@
 """``biogw pair``, ``biogw devices`` and ``biogw unpair``: the pairing commands, against
-the care database named by ``[database] care_dsn`` and the configured Bluetooth link.
+the care database (``[database] care_dsn``, or the embedded one when unset; see
+``gateway.care_db``) and the configured Bluetooth link.
 
 Role: parse arguments, open the link and a database connection, call
 ``gateway.pairing`` / ``gateway.store.devices``, render the result. ``register`` adds the
@@ -14,23 +15,19 @@ MAC addresses, subject ids or device keys above DEBUG.
 from __future__ import annotations
 
 import asyncio
-import sys
 import uuid
-from collections.abc import Coroutine
-from typing import Any, Protocol
+from typing import Protocol
 
 import click
-import psycopg
 from rich.console import Console
 from rich.table import Table
 
 from gateway.ble.bumble_backend import PairingPolicy
 from gateway.ble.link import open_link
 from gateway.ble.scan import Sighting, scan
+from gateway.care_db import care_database, connect, run
 from gateway.config import Settings
-from gateway.errors import BiogwError
 from gateway.pairing import pair_device, unpair_device
-from gateway.store import translate_error
 from gateway.store.devices import PairedDevice, list_devices
 
 __all__ = ["register"]
@@ -38,33 +35,6 @@ __all__ = ["register"]
 
 class _Invocation(Protocol):
     def settings(self, **sections: dict[str, object]) -> Settings: ...
-
-
-def _care_dsn(settings: Settings) -> str:
-    dsn = settings.database.care_dsn
-    if dsn is None:
-        click.echo(
-            "biogw: no care database configured: set [database] care_dsn in the config file"
-            " or BIOGW_DATABASE__CARE_DSN",
-            err=True,
-        )
-        sys.exit(2)
-    return dsn
-
-
-def _run(coro: Coroutine[Any, Any, None]) -> None:
-    try:
-        asyncio.run(coro)
-    except BiogwError as exc:
-        click.echo(f"biogw: {exc}", err=True)
-        sys.exit(1)
-
-
-async def _connect(dsn: str) -> psycopg.AsyncConnection[Any]:
-    try:
-        return await psycopg.AsyncConnection.connect(dsn, autocommit=True)
-    except psycopg.Error as exc:
-        raise translate_error(exc, "care.connect") from exc
 
 
 def _choose(sightings: list[Sighting]) -> str:
@@ -122,15 +92,15 @@ def pair_command(
     """Bond with a device (ADDRESS, or chosen from a scan) and bind it to a subject.
     Prints the new device key."""
     settings = invocation.settings()
-    dsn = _care_dsn(settings)
     policy = PairingPolicy(io_capability="keyboard_only", passkey_provider=_ask_passkey)
 
-    async def run() -> None:
+    async def go() -> None:
         async with (
             open_link(
                 settings.ble, settings.sim, pairing=policy if passkey_entry else None
             ) as link,
-            await _connect(dsn) as conn,
+            care_database(settings) as dsn,
+            await connect(dsn) as conn,
         ):
             target = address
             if target is None:
@@ -145,21 +115,21 @@ def pair_command(
             )
         click.echo(str(device.device_key))
 
-    _run(run())
+    run(go())
 
 
 @click.command("devices")
 @click.pass_obj
 def devices_command(invocation: _Invocation) -> None:
     """List recorded devices: key, profile, model, bond state (no addresses)."""
-    dsn = _care_dsn(invocation.settings())
+    settings = invocation.settings()
 
-    async def run() -> None:
-        async with await _connect(dsn) as conn:
+    async def go() -> None:
+        async with care_database(settings) as dsn, await connect(dsn) as conn:
             devices = await list_devices(conn)
         Console().print(_devices_table(devices))
 
-    _run(run())
+    run(go())
 
 
 @click.command("unpair")
@@ -168,14 +138,17 @@ def devices_command(invocation: _Invocation) -> None:
 def unpair_command(invocation: _Invocation, device_key: uuid.UUID) -> None:
     """Remove the bond with a device and its binding to the wearer."""
     settings = invocation.settings()
-    dsn = _care_dsn(settings)
 
-    async def run() -> None:
-        async with open_link(settings.ble, settings.sim) as link, await _connect(dsn) as conn:
+    async def go() -> None:
+        async with (
+            open_link(settings.ble, settings.sim) as link,
+            care_database(settings) as dsn,
+            await connect(dsn) as conn,
+        ):
             await unpair_device(link, conn, device_key=device_key)
         click.echo(f"unpaired {device_key}")
 
-    _run(run())
+    run(go())
 
 
 def register(group: click.Group) -> None:

@@ -176,7 +176,15 @@ async def test_unknown_subject_is_an_error(care_db: str) -> None:
     assert "unknown_subject" in result.stderr
 
 
-async def test_without_a_dsn_commands_exit_2_with_a_clear_message() -> None:
-    result = await biogw(None, ["consent", "show", "00000000-0000-4000-8000-000000000000"])
-    assert result.exit_code == 2
-    assert "BIOGW_DATABASE__CARE_DSN" in result.stderr
+async def test_without_a_dsn_commands_use_the_embedded_database(tmp_path: Path) -> None:
+    env = {
+        "BIOGW_DATABASE__CARE_DSN": None,
+        "BIOGW_DATABASE__EMBEDDED_DIR": str(tmp_path / "pgdata"),
+        "BIOGW_CONFIG": None,
+    }
+    args = ["consent", "show", "00000000-0000-4000-8000-000000000000"]
+    result = await asyncio.to_thread(CliRunner().invoke, main, args, env=env)
+    # The embedded database was created and migrated; the subject is simply unknown there.
+    assert result.exit_code == 1, result.output
+    assert "unknown_subject" in result.stderr
+    assert (tmp_path / "pgdata" / "PG_VERSION").exists()

@@ -1,0 +1,87 @@
+"""``biogw db migrate|status``: the care database's schema from the command line.
+
+Owns: applying the shipped care migrations to the care database (configured DSN or the
+embedded server, see ``gateway.care_db``) and reporting which versions are applied and
+which are pending.
+
+Must not: print DSNs (they may hold passwords), SQL text or row values.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import click
+import psycopg
+
+from gateway.care_db import apply_care_migrations, care_database, connect, run
+from gateway.config import Settings
+from gateway.store import translate_error
+from gateway.store.migrate import load_migrations
+
+__all__ = ["db_group", "register"]
+
+
+class _Invocation(Protocol):
+    def settings(self, **sections: dict[str, object]) -> Settings: ...
+
+
+def _versions(versions: tuple[int, ...] | list[int]) -> str:
+    return ", ".join(str(v) for v in versions) if versions else "none"
+
+
+@click.group("db")
+def db_group() -> None:
+    """The care database's schema (migrations)."""
+
+
+@db_group.command("migrate")
+@click.pass_obj
+def db_migrate(invocation: _Invocation) -> None:
+    """Apply the pending care migrations; print the versions applied."""
+    settings = invocation.settings()
+
+    async def go() -> None:
+        async with care_database(settings, auto_migrate=False) as dsn:
+            applied = await apply_care_migrations(dsn)
+        click.echo(f"applied: {_versions(applied)}")
+
+    run(go())
+
+
+async def _applied_versions(conn: psycopg.AsyncConnection[Any]) -> list[int]:
+    try:
+        cur = await conn.execute("SELECT to_regclass('biogw_meta.schema_migrations')")
+        row = await cur.fetchone()
+        if row is None or row[0] is None:
+            return []
+        cur = await conn.execute(
+            "SELECT version FROM biogw_meta.schema_migrations ORDER BY version"
+        )
+        return [int(version) for (version,) in await cur.fetchall()]
+    except psycopg.Error as exc:
+        raise translate_error(exc, "migrate.status") from exc
+
+
+@db_group.command("status")
+@click.pass_obj
+def db_status(invocation: _Invocation) -> None:
+    """Print the applied and the pending care migration versions."""
+    settings = invocation.settings()
+
+    async def go() -> None:
+        async with (
+            care_database(settings, auto_migrate=False) as dsn,
+            await connect(dsn) as conn,
+        ):
+            applied = await _applied_versions(conn)
+        pending = [m.version for m in load_migrations() if m.version not in applied]
+        click.echo(f"applied: {_versions(applied)}")
+        click.echo(f"pending: {_versions(pending)}")
+
+    run(go())
+
+
+def register(group: click.Group) -> None:
+    """Add ``db`` to the ``biogw`` group."""
+    group.add_command(db_group)
