@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -72,6 +72,17 @@ class DatabaseSettings(_Section):
     the current directory unless absolute (``BIOGW_DATABASE__EMBEDDED_DIR``)."""
 
 
+class PrivacySettings(_Section):
+    """Where the key store lives and how its master key arrives (never in a database)."""
+
+    keystore_dir: Path = Path(".biogw/keys")
+    """The file key store: one 0700 directory of 0600 AES-256-GCM encrypted key files."""
+    master_key: SecretStr | None = None
+    """The 32-byte master key, hex or base64 (``BIOGW_PRIVACY__MASTER_KEY``)."""
+    master_key_file: Path | None = None
+    """Or a file holding it (32 raw bytes, or the same text forms)."""
+
+
 class Settings(BaseSettings):
     """Everything biogw can be told. Frozen; build it with ``load_settings``."""
 
@@ -86,6 +97,7 @@ class Settings(BaseSettings):
     ble: BleSettings = BleSettings()
     sim: SimSettings = SimSettings()
     database: DatabaseSettings = DatabaseSettings()
+    privacy: PrivacySettings = PrivacySettings()
 
     @classmethod
     def settings_customise_sources(
