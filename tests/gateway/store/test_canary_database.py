@@ -20,7 +20,7 @@ from collections import defaultdict
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import psycopg
 import pytest
@@ -32,34 +32,19 @@ from devices.sim.radio import VirtualRadio
 from gateway.ble.bumble_backend import BumbleAdapter
 from gateway.ble.link import BleLink
 from gateway.ble.stream import DeviceStream
-from gateway.consent import CollectionMethod, ConsentRecord, Grant, Period, Scope
+from gateway.consent import Scope
 from gateway.edge import DatabaseSubjectDirectory, EdgePipeline
 from gateway.privacy import DateShifter, FileKeyStore, Pseudonymizer
 from gateway.router import ResearchFrame, Routed, Router
 from gateway.store.consents import ConsentWatcher, append_events
 from gateway.store.devices import record_paired_device
 from gateway.store.identity import add_subject
+from tests.gateway.store.consent_factory import grant
 
 S = 1_000_000_000
 WEEK_NS = 7 * 24 * 3600 * S
 SECONDS = 60.0
 MAC_PATTERN = re.compile(rb"([0-9a-f]{2}[:-]){5}[0-9a-f]{2}", re.IGNORECASE)
-
-
-def _grant(subject: UUID, scope: Scope, start_ns: int) -> Grant:
-    record = ConsentRecord(
-        record_id=uuid4(),
-        subject_id=subject,
-        scope=scope,
-        period=Period(start_ns, None),
-        actor=None,
-        purpose="TREAT",
-        policy_version="2026-01",
-        policy_text_sha256="ab" * 32,
-        collection_method=CollectionMethod.APP,
-        recorded_at_ns=start_ns,
-    )
-    return Grant(uuid4(), record)
 
 
 def _serialized(frame: ResearchFrame) -> bytes:
@@ -96,7 +81,7 @@ async def test_a_minute_of_three_enrolled_wearers_leaks_nothing_to_research(
             owner_subject_id=subject,
         )
         grants = [
-            _grant(subject, scope, now - 60 * S)
+            grant(subject, scope, now - 60 * S)
             for scope in (Scope.CORE_SERVICE, Scope.CLINICAL_CARE, Scope.RESEARCH_INTERNAL)
         ]
         await append_events(admin, grants, actor_role="test")

@@ -35,13 +35,14 @@ from gateway.ble.bumble_backend import BumbleAdapter
 from gateway.ble.link import BleLink
 from gateway.ble.stream import DeviceStream
 from gateway.cli import main
-from gateway.consent import CollectionMethod, ConsentRecord, Grant, Period, Scope
+from gateway.consent import Scope
 from gateway.edge import DatabaseSubjectDirectory, EdgePipeline, OffsetClock
 from gateway.privacy import DateShifter, FileKeyStore, Pseudonymizer
 from gateway.router import ResearchFrame, Routed, Router
 from gateway.store.consents import ConsentWatcher, append_events
 from gateway.store.devices import mark_unpaired, record_paired_device
 from gateway.store.identity import add_subject
+from tests.gateway.store.consent_factory import grant
 
 Conn = psycopg.AsyncConnection[Any]
 S = 1_000_000_000
@@ -57,22 +58,6 @@ WAIT_S = 15.0
 def now_us_ns() -> int:
     """Now, UTC ns truncated to whole microseconds (what the consent store keeps)."""
     return time.time_ns() // 1000 * 1000
-
-
-def grant(subject: UUID, scope: Scope, start_ns: int, recorded_ns: int) -> Grant:
-    record = ConsentRecord(
-        record_id=uuid4(),
-        subject_id=subject,
-        scope=scope,
-        period=Period(start_ns, None),
-        actor=None,
-        purpose="TREAT",
-        policy_version="2026-01",
-        policy_text_sha256="cd" * 32,
-        collection_method=CollectionMethod.APP,
-        recorded_at_ns=recorded_ns,
-    )
-    return Grant(uuid4(), record)
 
 
 async def biogw(care_db: str, args: list[str]) -> dict[str, Any]:
