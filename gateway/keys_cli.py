@@ -20,7 +20,11 @@ import click
 from gateway.config import Settings
 from gateway.errors import BiogwError
 from gateway.privacy import FileKeyStore, Pseudonymizer
-from gateway.privacy.keystore import generate_master_key, master_key_from_env, master_key_from_file
+from gateway.privacy.master_key import (
+    generate_master_key,
+    master_key_from_env,
+    master_key_from_file,
+)
 from gateway.privacy.pseudonyms import PSEUDONYM_PURPOSE
 
 __all__ = ["keys_group", "open_keystore", "register"]

@@ -10,7 +10,8 @@ from click.testing import CliRunner, Result
 
 from gateway.cli import main
 from gateway.privacy import FileKeyStore, Pseudonymizer
-from gateway.privacy.keystore import KeyStoreError, master_key_from_env
+from gateway.privacy.keystore import KeyStoreError
+from gateway.privacy.master_key import master_key_from_env
 
 MASTER = "00112233445566778899aabbccddeeff" * 2
 

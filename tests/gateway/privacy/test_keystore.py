@@ -21,8 +21,10 @@ from gateway.privacy.keystore import (
     KeyStore,
     KeyStoreError,
     MasterKeyError,
-    generate_master_key,
     get_or_create,
+)
+from gateway.privacy.master_key import (
+    generate_master_key,
     master_key_from_env,
     master_key_from_file,
 )
