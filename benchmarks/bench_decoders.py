@@ -8,11 +8,13 @@ rounds. The decoders are pure functions, so one core is one Python thread here.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+from devices.frame import Frame, StreamKind, Timebase, Unit
 from devices.garment.codec import GarmentFrame, decode_data_frame, encode_data_frame, quantize
 from devices.garment.profile import GARMENT_PROFILE
 from devices.garment.spec import DATA_CHARACTERISTIC_UUID, GarmentStream
@@ -23,6 +25,8 @@ from devices.polar import (
     encode_pmd_frame,
     parse_pmd_frame,
 )
+from gateway.router import ClinicalFrame
+from gateway.transport import wire
 
 POLAR_EPOCH_OFFSET_NS = 599_616_000_000_000_000  # 2019-01-01 in ns since 2000-01-01
 
@@ -109,6 +113,12 @@ def run(seconds_per_case: float = 2.0) -> list[Throughput]:
     polar = POLAR_H10_PROFILE.new_decoder("bench")
     ecg_run = [_ecg_frame(rng, i) for i in range(1000)]
     garment_decoder = GARMENT_PROFILE.new_decoder("bench")
+    clinical = ClinicalFrame(
+        uuid.uuid4(),
+        Frame("bench", StreamKind.ECG, 0, Timebase.UTC, rng.normal(0, 500, 100), Unit.MICROVOLT,
+              fs_hz=250.0, sequence=1),
+        uuid.uuid4(),
+    )  # fmt: skip
     cases: list[tuple[str, Callable[[], object], int]] = [
         (
             "PMD ECG raw (73 samples), parse_pmd_frame",
@@ -133,6 +143,11 @@ def run(seconds_per_case: float = 2.0) -> list[Throughput]:
         (
             "garment ECG, garment profile -> Frame",
             lambda: garment_decoder.decode(DATA_CHARACTERISTIC_UUID, garment, 0),
+            100,
+        ),
+        (
+            "wire format, clinical ECG frame encode+decode",
+            lambda: wire.decode(wire.encode_clinical(clinical)),
             100,
         ),
     ]
