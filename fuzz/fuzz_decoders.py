@@ -15,7 +15,7 @@ import sys
 
 import atheris
 
-with atheris.instrument_imports(include=["devices"]):
+with atheris.instrument_imports(include=["devices", "gateway.transport"]):
     from fuzz.targets import ALLOWED, targets
 
 TARGETS = list(targets().items())

@@ -2,7 +2,8 @@
 
 Contract under test: arbitrary bytes into a decoder either decode or raise the project's
 decode error (``FrameDecodeError``); a profile decoder may also raise ``ProfileError``
-(a frame for a measurement that was never started). Anything else is a bug.
+(a frame for a measurement that was never started), and the MQTT wire decoder only
+``WireFormatError``. Anything else is a bug.
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ from devices.polar import (
     parse_pmd_frame,
 )
 from devices.profiles import PROFILES
+from gateway.transport.wire import WireFormatError
+from gateway.transport.wire import decode as decode_wire
 
 Decoder = Callable[[bytes], object]
 
-ALLOWED: tuple[type[BaseException], ...] = (FrameDecodeError, ProfileError)
+ALLOWED: tuple[type[BaseException], ...] = (FrameDecodeError, ProfileError, WireFormatError)
 
 
 def _profile_target(index: int, characteristic: str) -> Decoder:
@@ -69,6 +72,7 @@ def targets() -> dict[str, Decoder]:
         "garment.control_response": garment_control.decode_control_response,
         "garment.features": garment_control.decode_features,
         "garment.status": garment_control.decode_status,
+        "wire.message": decode_wire,
     }
     for index, profile in enumerate(PROFILES):
         for sub in profile.subscriptions:
