@@ -20,7 +20,7 @@ from bleak.exc import BleakDeviceNotFoundError
 from devices.errors import FrameDecodeError
 from devices.garment.codec import decode_data_frame
 from devices.garment.control import encode_start_request, encode_stop_request
-from devices.garment.spec import CONTROL_POINT_UUID, DATA_CHARACTERISTIC_UUID, GarmentStream
+from devices.garment.spec import GarmentStream
 from devices.polar import PMD_CONTROL_POINT_UUID, POLAR_H10_PROFILE
 from devices.sim.clock import DeviceClock
 from devices.sim.faults import FaultKind, FaultState, FrameAction
@@ -29,6 +29,7 @@ from devices.sim.polar_h10 import SimulatedPolarH10
 from devices.sim.radio import LINK_LOSS_REASON, VirtualRadio
 from devices.sim.sentlog import Outcome, SentLog
 from gateway.ble.bumble_backend import BumbleAdapter, BumbleClient
+from tests.devices.sim.centrals import GarmentCentral, client_for
 
 pytestmark = [pytest.mark.timeout(20)]
 
@@ -36,41 +37,6 @@ GARMENT = "C0:00:00:00:30:01"
 H10 = "C0:00:00:00:30:02"
 SPEED = 20.0
 ECG_START = encode_start_request({GarmentStream.ECG: 250.0, GarmentStream.RESP: 25.0})
-
-
-class Session:
-    """A connected, subscribed garment central."""
-
-    def __init__(self, client: BleakClient) -> None:
-        self.client = client
-        self.responses: asyncio.Queue[bytes] = asyncio.Queue()
-        self.data: list[bytes] = []
-
-    async def start(self, request: bytes = ECG_START) -> None:
-        await self.client.start_notify(
-            CONTROL_POINT_UUID, lambda _c, d: self.responses.put_nowait(bytes(d))
-        )
-        await self.client.start_notify(
-            DATA_CHARACTERISTIC_UUID, lambda _c, d: self.data.append(bytes(d))
-        )
-        await self.request(request)
-
-    async def request(self, payload: bytes) -> bytes:
-        await self.client.write_gatt_char(CONTROL_POINT_UUID, payload, response=True)
-        return await self.responses.get()
-
-    def sequences(self, stream: GarmentStream) -> list[int]:
-        frames = []
-        for data in self.data:
-            try:
-                frames.append(decode_data_frame(data))
-            except FrameDecodeError:
-                continue
-        return [f.sequence for f in frames if f.stream is stream]
-
-
-def client_for(address: str, adapter: BumbleAdapter, *, timeout: float = 10.0) -> BleakClient:
-    return BleakClient(address, backend=BumbleClient, bumble_adapter=adapter, timeout=timeout)
 
 
 # --- pure parts --------------------------------------------------------------------------
@@ -131,8 +97,8 @@ async def test_skip_makes_a_sequence_gap_of_exactly_k(
         SimulatedGarment(radio, address=GARMENT, seed=1, speed=SPEED, log=log) as garment,
         client_for(garment.address, adapter) as client,
     ):
-        session = Session(client)
-        await session.start()
+        session = GarmentCentral(client)
+        await session.start(ECG_START)
         await log.wait_for(lambda log: log.count("ecg") >= 2)
         record = garment.faults.skip(3, streams=["ecg"])
         await log.wait_for(lambda log: log.count("ecg") >= 8)
@@ -156,8 +122,8 @@ async def test_corrupted_frames_are_rejected_by_the_decoder(
         SimulatedGarment(radio, address=GARMENT, seed=2, speed=SPEED, log=log) as garment,
         client_for(garment.address, adapter) as client,
     ):
-        session = Session(client)
-        await session.start()
+        session = GarmentCentral(client)
+        await session.start(ECG_START)
         await log.wait_for(lambda log: log.count("ecg") >= 1)
         garment.faults.corrupt(4, streams=["ecg"])  # one of each corruption kind
         await log.wait_for(lambda log: log.count("ecg", outcome=Outcome.SENT) >= 3)
@@ -221,8 +187,8 @@ async def test_stall_loses_frames_while_sequences_run_on(
         SimulatedGarment(radio, address=GARMENT, seed=4, speed=SPEED, log=log) as garment,
         client_for(garment.address, adapter) as client,
     ):
-        session = Session(client)
-        await session.start()
+        session = GarmentCentral(client)
+        await session.start(ECG_START)
         await log.wait_for(lambda log: log.count("ecg") >= 2)
         garment.faults.stall(2.0)  # device seconds: five ECG and resp frames
 
@@ -255,10 +221,8 @@ async def test_drift_moves_device_time_by_the_ppm(
         SimulatedGarment(radio, address=GARMENT, seed=5, speed=SPEED, log=log) as garment,
         client_for(garment.address, adapter) as client,
     ):
-        session = Session(
-            client,
-        )
-        await session.start()
+        session = GarmentCentral(client)
+        await session.start(ECG_START)
         await log.wait_for(lambda log: log.count("ecg") >= 1)
         record = garment.faults.drift(ppm)
         await log.wait_for(lambda log: log.count("ecg") >= 25)
@@ -289,8 +253,8 @@ async def test_link_drop_is_seen_by_the_central_and_streams_stop(
             bumble_adapter=adapter,
         )
         await client.connect()
-        session = Session(client)
-        await session.start()
+        session = GarmentCentral(client)
+        await session.start(ECG_START)
         await log.wait_for(lambda log: log.count("ecg") >= 2)
         record = await garment.faults.drop_link()
         await disconnected.wait()
@@ -300,8 +264,8 @@ async def test_link_drop_is_seen_by_the_central_and_streams_stop(
         assert garment.running_streams == ()
         sent_before = log.count("ecg")
         async with client_for(garment.address, adapter) as again:  # still advertising
-            session = Session(again)
-            await session.start()
+            session = GarmentCentral(again)
+            await session.start(ECG_START)
             await log.wait_for(lambda log: log.count("ecg") >= sent_before + 2)
             await session.request(encode_stop_request())
     assert session.sequences(GarmentStream.ECG)[0] == sent_before  # numbers run on

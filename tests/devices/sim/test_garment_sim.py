@@ -10,16 +10,15 @@ import asyncio
 import functools
 import itertools
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
-from bleak import BleakClient, BleakScanner
+from bleak import BleakScanner
 from bleak.exc import BleakGATTProtocolErrorCode
 from bumble import core, hci
 from bumble.device import Peer
 
-from devices.garment.codec import GarmentFrame, decode_data_frame, samples_per_frame
+from devices.garment.codec import decode_data_frame, samples_per_frame
 from devices.garment.control import (
     StreamSettings,
     decode_control_response,
@@ -56,42 +55,13 @@ from devices.registry import Advertisement
 from devices.sim.garment import SimulatedGarment
 from devices.sim.radio import VirtualRadio
 from devices.sim.sentlog import Outcome, SentLog
-from gateway.ble.bumble_backend import BumbleAdapter, BumbleClient, BumbleGATTError, BumbleScanner
+from gateway.ble.bumble_backend import BumbleAdapter, BumbleGATTError, BumbleScanner
+from tests.devices.sim.centrals import GarmentCentral, client_for
 
 pytestmark = [pytest.mark.timeout(20)]
 
 GARMENT = "C0:00:00:00:10:2B"
 SPEED = 20.0
-
-
-@dataclass
-class Central:
-    """A gateway-side session: notifications land in lists, responses in a queue."""
-
-    client: BleakClient
-    responses: asyncio.Queue[bytes] = field(default_factory=asyncio.Queue)
-    data: list[bytes] = field(default_factory=list)
-    statuses: list[bytes] = field(default_factory=list)
-
-    async def subscribe(self) -> None:
-        await self.client.start_notify(
-            CONTROL_POINT_UUID, lambda _c, d: self.responses.put_nowait(bytes(d))
-        )
-        await self.client.start_notify(STATUS_UUID, lambda _c, d: self.statuses.append(bytes(d)))
-        await self.client.start_notify(
-            DATA_CHARACTERISTIC_UUID, lambda _c, d: self.data.append(bytes(d))
-        )
-
-    async def request(self, payload: bytes) -> bytes:
-        await self.client.write_gatt_char(CONTROL_POINT_UUID, payload, response=True)
-        return await self.responses.get()
-
-    def frames(self) -> list[GarmentFrame]:
-        return [decode_data_frame(d) for d in self.data]
-
-
-def client_for(address: str, adapter: BumbleAdapter) -> BleakClient:
-    return BleakClient(address, backend=BumbleClient, bumble_adapter=adapter)
 
 
 def _sent_at_least(stream: str, count: int, log: SentLog) -> bool:
@@ -106,7 +76,7 @@ async def test_streams_all_four_streams_exactly_as_logged(
         SimulatedGarment(radio, address=GARMENT, seed=7, speed=SPEED, log=log) as garment,
         client_for(garment.address, adapter) as client,
     ):
-        central = Central(client)
+        central = GarmentCentral(client)
         await central.subscribe()
         (start,) = GARMENT_PROFILE.start_commands
         assert await central.request(start.data) == bytes.fromhex("800101")
@@ -148,7 +118,7 @@ async def test_ground_truth_is_on_the_device_timeline(
         SimulatedGarment(radio, address=GARMENT, seed=3, speed=SPEED, log=log) as garment,
         client_for(garment.address, adapter) as client,
     ):
-        central = Central(client)
+        central = GarmentCentral(client)
         await central.subscribe()
         await central.request(encode_start_request({GarmentStream.ECG: 250.0}))
         await log.wait_for(lambda log: log.count("ecg") >= 12)
@@ -213,7 +183,7 @@ async def test_control_point_answers_every_write_per_the_spec(
         with pytest.raises(BumbleGATTError) as caught:  # indications not enabled yet
             await client.write_gatt_char(CONTROL_POINT_UUID, b"\x04", response=True)
         assert caught.value.att_error == 0xFD
-        central = Central(client)
+        central = GarmentCentral(client)
         await central.subscribe()
         assert await central.request(b"") == bytes.fromhex("80000300")
         assert await central.request(b"\x7f") == bytes.fromhex("807f0200")
@@ -260,7 +230,7 @@ async def test_sequences_continue_across_reconnects(
         sequences: list[int] = []
         for session in range(2):
             async with client_for(garment.address, adapter) as client:
-                central = Central(client)
+                central = GarmentCentral(client)
                 await central.subscribe()
                 await central.request(start)
                 await log.wait_for(functools.partial(_sent_at_least, "resp", 3 * (session + 1)))
@@ -295,7 +265,7 @@ async def test_require_bonding_refuses_sensor_access_until_paired(
         assert decode_features(bytes(await client.read_gatt_char(FEATURES_UUID))).boot_id == (
             garment.boot_id
         )
-        central = Central(client)
+        central = GarmentCentral(client)
         await central.subscribe()
         await central.request(encode_start_request({GarmentStream.TEMP: 1.0}))
         await log.wait_for(lambda log: log.count("temp") >= 2)
@@ -312,7 +282,7 @@ async def test_frames_are_paced_on_the_grid_and_late_frames_catch_up(
         SimulatedGarment(radio, address=GARMENT, seed=6, speed=speed, log=log) as garment,
         client_for(garment.address, adapter) as client,
     ):
-        central = Central(client)
+        central = GarmentCentral(client)
         await central.subscribe()
         await central.request(encode_start_request({GarmentStream.ECG: 250.0}))
         await log.wait_for(lambda log: log.count("ecg") >= 8)
@@ -349,7 +319,7 @@ async def test_battery_drains_and_notifies_low_battery(
         client_for(garment.address, adapter) as client,
     ):
         levels: asyncio.Queue[int] = asyncio.Queue()
-        central = Central(client)
+        central = GarmentCentral(client)
         await central.subscribe()
         await client.start_notify(
             BATTERY_LEVEL_UUID, lambda _c, d: levels.put_nowait(decode_battery_level(bytes(d)))
@@ -373,7 +343,7 @@ async def test_start_is_refused_for_a_stream_this_garment_lacks_unless_it_has_on
         SimulatedGarment(radio, address=GARMENT, speed=SPEED, gyro=True, log=log) as garment,
         client_for(garment.address, adapter) as client,
     ):
-        central = Central(client)
+        central = GarmentCentral(client)
         await central.subscribe()
         assert await central.request(encode_start_request({GarmentStream.GYRO: 100.0})) == (
             bytes.fromhex("800101")

@@ -45,21 +45,17 @@ from devices.sim.radio import VirtualRadio
 from devices.sim.sentlog import Outcome, SentLog
 from gateway.ble.bumble_backend import (
     BumbleAdapter,
-    BumbleClient,
     BumbleGATTError,
     BumbleScanner,
     PairingPolicy,
 )
+from tests.devices.sim.centrals import client_for
 
 pytestmark = [pytest.mark.timeout(20)]
 
 H10 = "C0:00:00:00:20:01"
 EPOCH_NS = 800_000_000_000_000_000  # ns since 2000-01-01: mid 2025
 SPEED = 20.0
-
-
-def client_for(address: str, adapter: BumbleAdapter) -> BleakClient:
-    return BleakClient(address, backend=BumbleClient, bumble_adapter=adapter)
 
 
 class PmdCentral:
@@ -171,9 +167,14 @@ async def test_streams_ecg_acc_and_heart_rate_exactly_as_logged(
             bytes.fromhex("f0 02 00 00 00 00"),
             bytes.fromhex("f0 02 02 00 00 00"),
         ]
-        await log.wait_for(lambda log: log.count("hr") >= 4 and log.count("ecg") >= 6)
+        await log.wait_for(
+            lambda log: log.count("hr", outcome=Outcome.SENT) >= 4 and log.count("ecg") >= 6
+        )
         for command in POLAR_H10_PROFILE.stop_commands:
             assert (await central.request(command.data))[3] == 0
+        # HR has no stop command: unsubscribe, so nothing is sent into the disconnect (the
+        # CCCD write's response follows every notification sent before it).
+        await client.stop_notify(HEART_RATE_MEASUREMENT_UUID)
         beats_s = h10.sources.beats()
 
     for stream, rate, n, size in (("ecg", 130, 73, 229), ("accel", 200, 36, 226)):
