@@ -83,6 +83,65 @@ class PrivacySettings(_Section):
     """Or a file holding it (32 raw bytes, or the same text forms)."""
 
 
+_TOPIC_SEGMENT = r"^[A-Za-z0-9_.-]{1,64}$"
+
+
+class GatewaySettings(_Section):
+    """The edge process (``biogw gateway``): identity, device sessions and queues."""
+
+    id: str = Field(default="gw1", pattern=_TOPIC_SEGMENT)
+    """This gateway's name in status topics and its MQTT client id; not a MAC or a name."""
+    watchdog_s: float = Field(default=5.0, gt=0, le=600)
+    """Reconnect a device whose notifications stop for this long."""
+    slots_per_adapter: int = Field(default=7, ge=1, le=64)
+    """Connections held at once per adapter; devices beyond it wait for a slot."""
+    reconnect_initial_s: float = Field(default=0.25, gt=0, le=60)
+    reconnect_max_s: float = Field(default=30.0, gt=0, le=3600)
+    notification_queue: int = Field(default=4096, ge=16, le=1_000_000)
+    """Notifications buffered per device between the BLE callback and the decoder."""
+    edge_queue: int = Field(default=8192, ge=16, le=1_000_000)
+    """Frames buffered between the device sessions and the router/transport."""
+
+
+class MqttSettings(_Section):
+    """The broker the gateway publishes to (QoS 1, persistent session)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    tls: bool = False
+    """TLS with the system trust store, or ``ca_file`` when given."""
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    """Client certificate (mutual TLS), with ``key_file``."""
+    key_file: Path | None = None
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    topic_prefix: str = Field(default="biogw/v1", pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
+    max_inflight: int = Field(default=512, ge=1, le=65535)
+    """Messages published and not yet acknowledged by the broker."""
+
+
+class SpoolSettings(_Section):
+    """The durable on-disk spool every outgoing message passes through."""
+
+    dir: Path = Path(".biogw/spool")
+    max_bytes: int = Field(default=1 << 30, ge=1 << 20)
+    """Payload bytes held at most; past it research data goes first (docs/transport.md)."""
+    sync: Literal["normal", "full"] = "full"
+    """``full``: every group commit is fsynced (survives power loss). ``normal``: written
+    to the OS only (survives a crash of the gateway process, not of the machine)."""
+
+
+class MetricsSettings(_Section):
+    """The Prometheus metrics endpoint (``GET /metrics``)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=9464, ge=0, le=65535)
+    """0 picks a free port (printed at start)."""
+
+
 class Settings(BaseSettings):
     """Everything biogw can be told. Frozen; build it with ``load_settings``."""
 
@@ -98,6 +157,10 @@ class Settings(BaseSettings):
     sim: SimSettings = SimSettings()
     database: DatabaseSettings = DatabaseSettings()
     privacy: PrivacySettings = PrivacySettings()
+    gateway: GatewaySettings = GatewaySettings()
+    mqtt: MqttSettings = MqttSettings()
+    spool: SpoolSettings = SpoolSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @classmethod
     def settings_customise_sources(
