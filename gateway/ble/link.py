@@ -52,9 +52,15 @@ class BleLink:
         return BleakScanner(**self.backend_kwargs, **kwargs)
 
     def client(self, device: BLEDevice | str, **kwargs: Any) -> BleakClient:
+        return BleakClient(device, **self.client_kwargs, **kwargs)
+
+    @property
+    def client_kwargs(self) -> dict[str, Any]:
+        """What ``BleakClient`` needs to use this link (for helpers that build the client
+        themselves, such as bleak-retry-connector's ``establish_connection``)."""
         if self.adapter is not None:
-            return BleakClient(device, backend=BumbleClient, bumble_adapter=self.adapter, **kwargs)
-        return BleakClient(device, **self.backend_kwargs, **kwargs)
+            return {"backend": BumbleClient, "bumble_adapter": self.adapter}
+        return dict(self.backend_kwargs)
 
     @property
     def expected_addresses(self) -> frozenset[str]:

@@ -48,6 +48,17 @@ class StreamCounters:
     decode_errors: int = 0
     frames: int = 0
     samples: int = 0
+    last_notification_ns: int = 0
+    """Receive time of the latest notification (0: none yet); the session watchdog reads it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """The frames of one notification and when it arrived (UTC ns). ``frames`` is empty
+    for a notification that carried no frame or was malformed (counted)."""
+
+    frames: tuple[Frame, ...]
+    received_ns: int
 
 
 class NotificationQueue:
@@ -64,6 +75,7 @@ class NotificationQueue:
 
     def put(self, notification: Notification) -> None:
         self._counters.notifications += 1
+        self._counters.last_notification_ns = notification.received_ns
         try:
             self._queue.put_nowait(notification)
         except asyncio.QueueFull:
@@ -82,9 +94,10 @@ class NotificationQueue:
 class DeviceStream:
     """Async context manager: a connected, subscribed, streaming device.
 
-    Entering connects the client, subscribes to the profile's characteristics in order
-    and writes its start commands; a failure half-way undoes what was done. Leaving
-    writes the stop commands (best effort, if still connected) and disconnects.
+    Entering connects the client (unless it is connected already), subscribes to the
+    profile's characteristics in order and writes its start commands; a failure half-way
+    undoes what was done. Leaving writes the stop commands (best effort, if still
+    connected) and disconnects.
     """
 
     def __init__(
@@ -120,7 +133,10 @@ class DeviceStream:
 
     async def __aenter__(self) -> Self:
         async with contextlib.AsyncExitStack() as stack:
-            await stack.enter_async_context(self.client)
+            if self.client.is_connected:  # connected by the caller (e.g. a retry helper)
+                stack.push_async_callback(self.client.disconnect)
+            else:
+                await stack.enter_async_context(self.client)
             for sub in self.profile.subscriptions:
                 callback = self._callback(sub.characteristic)
                 await self.client.start_notify(sub.characteristic, callback)
@@ -185,14 +201,24 @@ class DeviceStream:
 
     def drain(self) -> list[Frame]:
         """Decode whatever is queued now, without waiting (after ``stop()``)."""
-        frames: list[Frame] = []
+        return [frame for batch in self.drain_decoded() for frame in batch.frames]
+
+    def drain_decoded(self) -> list[Decoded]:
+        """``drain()`` keeping each notification's receive time."""
+        batches: list[Decoded] = []
         while self._queue.qsize():
-            frames.extend(self.decode(self._queue.get_nowait()))
-        return frames
+            notification = self._queue.get_nowait()
+            batches.append(Decoded(self.decode(notification), notification.received_ns))
+        return batches
+
+    async def decoded(self) -> AsyncIterator[Decoded]:
+        """Every notification's frames with its receive time, in notification order."""
+        while True:
+            notification = await self._queue.get()
+            yield Decoded(self.decode(notification), notification.received_ns)
 
     async def frames(self) -> AsyncIterator[Frame]:
         """Decoded frames, in notification order, for as long as the caller iterates."""
-        while True:
-            notification = await self._queue.get()
-            for frame in self.decode(notification):
+        async for batch in self.decoded():
+            for frame in batch.frames:
                 yield frame
