@@ -101,6 +101,11 @@ class GatewaySettings(_Section):
     """Notifications buffered per device between the BLE callback and the decoder."""
     edge_queue: int = Field(default=8192, ge=16, le=1_000_000)
     """Frames buffered between the device sessions and the router/transport."""
+    care_team: str = "care-team"
+    """The actor the clinical path is for: consent grants limited to another actor don't
+    open it."""
+    research_actor: str = "research"
+    """The actor the research path is for."""
 
 
 class MqttSettings(_Section):

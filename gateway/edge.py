@@ -1,83 +1,80 @@
-"""The gateway's edge: device streams → clock map → router → sink.
+"""The gateway's edge: device sessions → gaps → clock map → router → outbox.
 
-Role: glue the pieces of issue 3 into a running path. For every frame a connected
-``DeviceStream`` yields, ``OffsetClock`` maps the device timebase to UTC, the ``Router``
-splits it by consent, and whatever the router emits (a clinical and/or research output)
-goes to a sink callable. ``DatabaseSubjectDirectory`` is the router's
-``SubjectDirectory`` backed by ``identity.devices``.
+Role: one consumer task takes what the device sessions produce (``Received`` frames on
+the device timebase with their receive time, ``LinkEvent``\\s) from one bounded queue and,
+per device:
 
-``OffsetClock`` is the interim clock model, replaced by issue 4's offset+drift fit. It
-takes one offset per session from the first DEVICE-timebase frame:
-``offset = receive time (UTC) − device time of that frame's last sample``, and applies
-it unchanged to every later frame. Its limits, stated plainly:
+1. finds missing ranges (``gateway.gaps.GapTracker``, on the device timebase, where
+   sample counts are exact): link losses, device skips, notification-queue overflow;
+2. maps device time to UTC with the device's ``ClockModel`` state (an online fit of
+   offset and drift over (time of the notification's last sample, receive time) pairs;
+   the state lives as long as the gateway knows the device, so the first frame after a
+   reconnect is placed by the fit the earlier connection built; a device clock that
+   restarted is detected by the model). Arrival-timed frames (HRS) are already UTC;
+   their jitter is the radio's and the gateway's queues' (tens of ms, see
+   docs/transport.md);
+3. routes frames and gaps by consent (``Router``) and hands every output to the
+   ``Outbox`` (encode, spool, publish). After each burst of queued items it calls
+   ``Outbox.flush()`` (one group commit of the spool, one wake-up of the publisher).
 
-* no drift correction: a device clock running fast or slow by ``d`` ppm puts frames
-  ``d`` µs per second of session off, growing without bound over a long session;
-* the first frame's latency and jitter (radio, connection interval, notification
-  batching, the gateway's queues) become a constant error of every mapped time: the
-  offset is biased late by that frame's transport delay;
-* a device reboot or clock reset mid-session is not detected; a new session (a new
-  ``OffsetClock``) is needed.
+Queue policy: the edge queue is bounded; a full queue makes sessions wait, which backs
+up into each session's own bounded notification queue, where the newest notifications
+are dropped and counted; the gap tracker turns them into ``queue_overflow`` gaps.
 
-Must not: log subject ids, device keys or payloads above DEBUG; decide consent itself
-(the router does); open its own database connections (callers pass them in).
+``DatabaseSubjectDirectory`` is the router's ``SubjectDirectory`` over
+``identity.devices``.
+
+Must not: log subject ids, device keys' owners or payloads above DEBUG; decide consent
+itself; do BLE or network I/O; open its own database connections.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
-from typing import Any
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 from uuid import UUID
 
 import psycopg
 
-from devices.frame import Frame, Timebase
+from devices.frame import Frame, Quality, StreamKind, Timebase
+from gateway.ble.session import LinkDown, LinkEvent, Received, SessionOutput
 from gateway.ble.stream import DeviceStream
-from gateway.router import Routed, Router, frame_span_ns
+from gateway.clock import ClockModel, ClockState
+from gateway.gaps import DeviceGap, GapTracker
+from gateway.router import Routed, RoutedGap, Router, frame_span_ns
 from gateway.store.devices import subject_for_device
+from gateway.transport.status import DeviceStatus
 
 __all__ = [
     "DatabaseSubjectDirectory",
     "EdgeCounters",
     "EdgePipeline",
-    "OffsetClock",
-    "Sink",
+    "Outbox",
+    "StatusSink",
 ]
 
 _log = logging.getLogger(__name__)
 
-Sink = Callable[[Routed], None]
-"""Receives every ``Routed`` that carries at least one output (called in the event loop;
-it must not block)."""
+
+class Outbox(Protocol):
+    """Where routed outputs go (the transport: encode, spool, publish)."""
+
+    def frame(self, routed: Routed) -> None: ...
+
+    def gap(self, routed: RoutedGap) -> None: ...
+
+    def flush(self) -> None:
+        """End of a burst: make what was handed over durable and wake the publisher."""
+        ...
 
 
-class OffsetClock:
-    """Device clock → UTC by one per-session offset (see the module docstring's limits).
+class StatusSink(Protocol):
+    """Where device status goes (the publisher's retained status topics)."""
 
-    Frames already on a UTC timebase (``UTC``, ``ARRIVAL``) pass through unchanged. Use
-    one instance per device session (its frames share one device clock).
-    """
-
-    def __init__(self) -> None:
-        self._offset_ns: int | None = None
-
-    @property
-    def offset_ns(self) -> int | None:
-        """UTC − device time, ns; ``None`` until the first DEVICE-timebase frame."""
-        return self._offset_ns
-
-    def to_utc(self, frame: Frame, received_ns: int) -> Frame:
-        """``frame`` on ``Timebase.UTC``; ``received_ns`` is its receive time (UTC ns),
-        used only to set the offset from the session's first DEVICE frame."""
-        if frame.timebase is not Timebase.DEVICE:
-            return frame
-        if self._offset_ns is None:
-            self._offset_ns = received_ns - frame_span_ns(frame)[1]
-        return replace(frame, time_ns=frame.time_ns + self._offset_ns, timebase=Timebase.UTC)
+    def set_device_status(self, device_key: str, status: DeviceStatus) -> None: ...
 
 
 class DatabaseSubjectDirectory:
@@ -118,61 +115,181 @@ class DatabaseSubjectDirectory:
 class EdgeCounters:
     """What the pipeline did; the router counts drops per reason itself."""
 
+    items: int = 0
     frames: int = 0
+    samples: int = 0
     clinical: int = 0
     research: int = 0
+    gaps: int = 0
+    gap_samples: int = 0
+    flushes: int = 0
+    queue_depth: int = 0
+
+
+@dataclass(slots=True)
+class _Device:
+    """Per-device state that outlives connections."""
+
+    clock: ClockState
+    gaps: GapTracker
+    dropped_notifications: int = 0
+    status: DeviceStatus | None = None
+    streams: set[StreamKind] = field(default_factory=set)
 
 
 class EdgePipeline:
-    """Run device streams through clock mapping and the router into a sink.
+    """Consume session output into the outbox (see the module docstring).
 
-    ``run(streams)`` runs until cancelled (or until a stream or the sink raises; then
-    every task is cancelled and the error propagates in an ``ExceptionGroup``). Per
-    stream, a named reader task maps each frame to UTC (one ``OffsetClock`` per stream,
-    receive time from ``clock_ns`` when the frame leaves the stream) and puts it on a
-    bounded queue; one router task routes and hands outputs to ``sink``. A full queue
-    makes the readers wait, which backs up into each ``DeviceStream``'s own bounded
-    notification queue (there newest notifications are dropped and counted).
+    ``put`` is the sessions' ``SessionSink``. ``run()`` consumes until cancelled;
+    ``run_streams(streams)`` additionally pumps already-entered plain ``DeviceStream``\\s
+    into the queue (tools and tests that don't need supervision).
     """
 
     def __init__(
         self,
         router: Router,
-        sink: Sink,
+        outbox: Outbox,
         *,
-        queue_size: int = 1024,
-        clock_ns: Callable[[], int] = time.time_ns,
+        status: StatusSink | None = None,
+        clock_model: ClockModel | None = None,
+        queue_size: int = 8192,
+        burst: int = 512,
     ) -> None:
         self.router = router
         self.counters = EdgeCounters()
-        self._sink = sink
-        self._queue_size = queue_size
-        self._clock_ns = clock_ns
-        self.clocks: dict[str, OffsetClock] = {}
+        self._outbox = outbox
+        self._status = status
+        self._model = clock_model if clock_model is not None else ClockModel()
+        self._queue: asyncio.Queue[SessionOutput] = asyncio.Queue(queue_size)
+        self._burst = burst
+        self._devices: dict[str, _Device] = {}
 
-    async def run(self, streams: Sequence[DeviceStream]) -> None:
-        """Stream every (already entered) ``DeviceStream`` until cancelled."""
-        queue: asyncio.Queue[Frame] = asyncio.Queue(self._queue_size)
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self._route(queue), name="edge.route")
-            for index, stream in enumerate(streams):
-                clock = OffsetClock()
-                self.clocks[stream.device_key] = clock
-                group.create_task(self._read(stream, clock, queue), name=f"edge.read.{index}")
+    def put(self, item: SessionOutput) -> Any:
+        """Hand over one session output (waits while the queue is full)."""
+        return self._queue.put(item)
 
-    async def _read(
-        self, stream: DeviceStream, clock: OffsetClock, queue: asyncio.Queue[Frame]
-    ) -> None:
-        async for frame in stream.frames():
-            await queue.put(clock.to_utc(frame, self._clock_ns()))
+    def clock_state(self, device_key: str) -> ClockState | None:
+        device = self._devices.get(device_key)
+        return None if device is None else device.clock
 
-    async def _route(self, queue: asyncio.Queue[Frame]) -> None:
+    def gap_tracker(self, device_key: str) -> GapTracker | None:
+        device = self._devices.get(device_key)
+        return None if device is None else device.gaps
+
+    async def run(self) -> None:
+        """Consume the queue until cancelled, flushing the outbox after every burst."""
+        queue = self._queue
         while True:
-            frame = await queue.get()
-            self.counters.frames += 1
-            routed = self.router.route(frame)
-            if routed.clinical is None and routed.research is None:
-                continue
-            self.counters.clinical += routed.clinical is not None
-            self.counters.research += routed.research is not None
-            self._sink(routed)
+            self.handle(await queue.get())
+            for _ in range(self._burst - 1):
+                if queue.empty():
+                    break
+                self.handle(queue.get_nowait())
+            self.counters.queue_depth = queue.qsize()
+            self._outbox.flush()
+            self.counters.flushes += 1
+
+    async def run_streams(self, streams: Sequence[DeviceStream]) -> None:
+        """``run()`` fed by plain (already entered, unsupervised) device streams."""
+
+        async def pump(stream: DeviceStream) -> None:
+            async for batch in stream.decoded():
+                dropped = stream.counters.dropped_notifications
+                if batch.frames:
+                    await self.put(
+                        Received(stream.device_key, batch.frames, batch.received_ns, dropped)
+                    )
+
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self.run(), name="edge.route")
+            for stream in streams:
+                group.create_task(pump(stream), name=f"ble[{stream.device_key}].edge")
+
+    def handle(self, item: SessionOutput) -> None:
+        """Process one session output synchronously (the consumer's body)."""
+        self.counters.items += 1
+        device = self._devices.get(item.device_key)
+        if device is None:
+            device = _Device(self._model.reset(), GapTracker())
+            self._devices[item.device_key] = device
+        if isinstance(item, LinkEvent):
+            self._link(item, device)
+            return
+        if item.dropped_notifications > device.dropped_notifications:
+            device.gaps.notifications_dropped(
+                item.dropped_notifications - device.dropped_notifications
+            )
+            device.dropped_notifications = item.dropped_notifications
+        last = item.frames[-1]
+        if last.timebase is Timebase.DEVICE:
+            device.clock = self._model.update(
+                device.clock, frame_span_ns(last)[1], item.received_ns
+            )
+        for frame in item.frames:
+            self._frame(item.device_key, device, frame)
+
+    def _frame(self, device_key: str, device: _Device, frame: Frame) -> None:
+        for gap in device.gaps.observe(frame):
+            self._gap(device_key, device, gap)
+        if frame.timebase is Timebase.DEVICE:
+            frame = replace(
+                frame,
+                time_ns=self._model.to_utc(device.clock, frame.time_ns),
+                timebase=Timebase.UTC,
+            )
+        counters = self.counters
+        counters.frames += 1
+        counters.samples += frame.n_samples
+        self._track_status(device_key, device, frame)
+        routed = self.router.route(frame)
+        if routed.clinical is None and routed.research is None:
+            return
+        counters.clinical += routed.clinical is not None
+        counters.research += routed.research is not None
+        self._outbox.frame(routed)
+
+    def _gap(self, device_key: str, device: _Device, gap: DeviceGap) -> None:
+        if device.clock.samples:
+            utc = gap.to_gap(lambda t: self._model.to_utc(device.clock, t))
+        else:  # nothing to map with yet (cannot happen after a frame): keep device bounds
+            utc = gap.to_gap(lambda t: t)
+        self.counters.gaps += 1
+        self.counters.gap_samples += gap.samples_missing
+        _log.debug(
+            "device %s: gap in %s, %d samples (%s)",
+            device_key,
+            gap.stream.value,
+            gap.samples_missing,
+            gap.cause.value,
+        )
+        routed = self.router.route_gap(device_key, utc)
+        if routed.clinical is not None or routed.research is not None:
+            self._outbox.gap(routed)
+
+    def _link(self, event: LinkEvent, device: _Device) -> None:
+        if event.up:
+            device.gaps.link_restored()
+        else:
+            device.gaps.link_lost()
+        stalled = event.reason is LinkDown.WATCHDOG
+        self._set_status(event.device_key, device, online=event.up, stalled=stalled)
+
+    def _track_status(self, device_key: str, device: _Device, frame: Frame) -> None:
+        status = device.status
+        if frame.stream is StreamKind.BATTERY and frame.n_samples:
+            battery = min(100, max(0, round(float(frame.samples[-1]))))
+            if status is None or status.battery_pct != battery:
+                self._set_status(device_key, device, battery_pct=battery)
+        elif frame.quality & Quality.CONTACT_SUPPORTED:
+            contact = not frame.quality & Quality.NO_CONTACT
+            if status is None or status.skin_contact != contact:
+                self._set_status(device_key, device, skin_contact=contact)
+
+    def _set_status(self, device_key: str, device: _Device, **change: Any) -> None:
+        old = device.status or DeviceStatus(online=True)
+        new = replace(old, **change)
+        if new == device.status:
+            return
+        device.status = new
+        if self._status is not None:
+            self._status.set_device_status(device_key, new)

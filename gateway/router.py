@@ -32,8 +32,16 @@ a ``Timebase.DEVICE`` frame has not been through the clock model (issue 4) and i
 dropped on both paths with ``unmapped_time``. A device with no bound subject is dropped
 with ``unbound_device``; a subject without any consent history with ``no_consent``.
 
+Gaps. A ``Gap`` (samples that never arrived; ``gateway.gaps``) says when the wearer was
+not measured, which is data about the wearer too. ``route_gap`` applies the same rules
+over the gap's UTC span ``[start_ns, end_ns]`` (the edge has already mapped it to UTC):
+a ``ClinicalGap`` with the subject id, device key and permitting record, a
+``ResearchGap`` with the pseudonym and both bounds moved by the subject's date shift.
+Gap outcomes are counted in ``gap_counters`` (same keys as ``counters``), so frame counts
+stay frame counts.
+
 Key store failures (``KeyStoreError``, e.g. a destroyed date shift of an erased subject)
-propagate: the frame is then emitted on no path. This module must not do database,
+propagate: the frame or gap is then emitted on no path. This module must not do database,
 network or file I/O itself (the directory, consent source and key store are injected),
 read clocks, or log subject ids, device keys or payloads.
 """
@@ -42,23 +50,27 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Final, Protocol
 from uuid import UUID
 
 from devices.frame import FloatArray, Frame, Int64Array, Quality, StreamKind, Timebase, Unit
 from gateway.consent import ConsentHistory, Decision, Grant, Reason, Scope, decide
+from gateway.gaps import Gap
 from gateway.privacy import DateShifter, Pseudonymizer
 
 __all__ = [
     "LOCATION_STREAMS",
     "ClinicalFrame",
+    "ClinicalGap",
     "ConsentSource",
     "DropReason",
     "Path",
     "ResearchFrame",
+    "ResearchGap",
     "Routed",
+    "RoutedGap",
     "Router",
     "RouterCounters",
     "SubjectDirectory",
@@ -152,7 +164,40 @@ class Routed:
     research: ResearchFrame | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ClinicalGap:
+    """Identified gap: exact UTC bounds, the subject, the device, and the consent record
+    that permitted it."""
+
+    subject_id: UUID
+    device_key: str
+    gap: Gap
+    consent_record_id: UUID
+
+
+@dataclass(frozen=True, slots=True)
+class ResearchGap:
+    """Pseudonymized gap: ``gap.start_ns``/``gap.end_ns`` moved by the subject's
+    whole-week shift; no subject id, device key or consent record id."""
+
+    pseudonym: str
+    gap: Gap
+
+
+@dataclass(frozen=True, slots=True)
+class RoutedGap:
+    """What one gap produced: at most one output per path."""
+
+    clinical: ClinicalGap | None = None
+    research: ResearchGap | None = None
+
+
 _NOTHING: Final = Routed()
+_NO_GAP: Final = RoutedGap()
+_PATH_SCOPES: Final = (
+    (Path.CLINICAL, Scope.CLINICAL_CARE),
+    (Path.RESEARCH, Scope.RESEARCH_INTERNAL),
+)
 
 
 def frame_span_ns(frame: Frame) -> tuple[int, int]:
@@ -239,6 +284,7 @@ class Router:
         self._location_streams = location_streams
         self._spans = _SpanDecider()
         self.counters = RouterCounters()
+        self.gap_counters = RouterCounters()
 
     @property
     def research_domain(self) -> str:
@@ -246,55 +292,87 @@ class Router:
 
     def route(self, frame: Frame) -> Routed:
         """Route one frame; see the module docstring for the rules."""
+        counters = self.counters
         if frame.timebase not in UTC_TIMEBASES:
-            return self._drop_both(DropReason.UNMAPPED_TIME)
-        subject_id = self._directory.subject_for(frame.device_key)
-        if subject_id is None:
-            return self._drop_both(DropReason.UNBOUND_DEVICE)
-        history = self._consents.history_for(subject_id)
-        if history is None:
-            return self._drop_both(Reason.NO_CONSENT)
-        if history.subject_id != subject_id:
-            return self._drop_both(DropReason.CONSENT_MISMATCH)
-        lo_ns, hi_ns = frame_span_ns(frame)
-        clinical_ok = self._permit(Path.CLINICAL, Scope.CLINICAL_CARE, history, frame, lo_ns, hi_ns)
-        research_ok = self._permit(
-            Path.RESEARCH, Scope.RESEARCH_INTERNAL, history, frame, lo_ns, hi_ns
+            _drop_both(counters, DropReason.UNMAPPED_TIME)
+            return _NOTHING
+        found = self._subject(frame.device_key, counters)
+        if found is None:
+            return _NOTHING
+        subject_id, history = found
+        clinical_ok, research_ok = self._permits(
+            counters, history, frame.stream, *frame_span_ns(frame)
         )
         clinical = None
         if clinical_ok is not None:
             clinical = ClinicalFrame(subject_id, frame, clinical_ok)
         research = self._research(subject_id, frame) if research_ok is not None else None
-        # Counted only once both outputs exist (a key store error above emits nothing).
-        for path, output in ((Path.CLINICAL, clinical), (Path.RESEARCH, research)):
-            if output is not None:
-                self.counters[(path, Reason.PERMITTED.value)] += 1
+        _count_emitted(counters, clinical, research)
         return Routed(clinical, research)
 
-    def _permit(
+    def route_gap(self, device_key: str, gap: Gap) -> RoutedGap:
+        """Route one UTC-timed gap of ``device_key`` like a frame spanning
+        ``[gap.start_ns, gap.end_ns]``; outcomes go to ``gap_counters``."""
+        counters = self.gap_counters
+        found = self._subject(device_key, counters)
+        if found is None:
+            return _NO_GAP
+        subject_id, history = found
+        clinical_ok, research_ok = self._permits(
+            counters, history, gap.stream, gap.start_ns, gap.end_ns
+        )
+        clinical = None
+        if clinical_ok is not None:
+            clinical = ClinicalGap(subject_id, device_key, gap, clinical_ok)
+        research = None
+        if research_ok is not None:
+            shift_ns = self._shifter.shift_ns(subject_id)
+            shifted = replace(gap, start_ns=gap.start_ns + shift_ns, end_ns=gap.end_ns + shift_ns)
+            research = ResearchGap(self._pseudonymizer.pseudonym(subject_id, self._domain), shifted)
+        _count_emitted(counters, clinical, research)
+        return RoutedGap(clinical, research)
+
+    def _subject(
+        self, device_key: str, counters: RouterCounters
+    ) -> tuple[UUID, ConsentHistory] | None:
+        """The bound subject and their consent history; else count the drop on both paths."""
+        subject_id = self._directory.subject_for(device_key)
+        if subject_id is None:
+            _drop_both(counters, DropReason.UNBOUND_DEVICE)
+            return None
+        history = self._consents.history_for(subject_id)
+        if history is None:
+            _drop_both(counters, Reason.NO_CONSENT)
+            return None
+        if history.subject_id != subject_id:
+            _drop_both(counters, DropReason.CONSENT_MISMATCH)
+            return None
+        return subject_id, history
+
+    def _permits(
         self,
-        path: Path,
-        scope: Scope,
+        counters: RouterCounters,
         history: ConsentHistory,
-        frame: Frame,
+        stream: StreamKind,
         lo_ns: int,
         hi_ns: int,
-    ) -> UUID | None:
-        """The permitting record id if ``path`` may carry ``frame``; else count the drop."""
-        actor = self._actors[path]
-        decision = self._spans.over(history, scope=scope, actor=actor, lo_ns=lo_ns, hi_ns=hi_ns)
-        if not decision.permitted:
-            self.counters[(path, decision.reason.value)] += 1
-            return None
-        if frame.stream in self._location_streams:
-            location = self._spans.over(
-                history, scope=Scope.LOCATION, actor=actor, lo_ns=lo_ns, hi_ns=hi_ns
-            )
-            if not location.permitted:
-                self.counters[(path, DropReason.LOCATION_NOT_PERMITTED.value)] += 1
-                return None
-        assert decision.record_id is not None
-        return decision.record_id
+    ) -> tuple[UUID | None, UUID | None]:
+        """Per path (clinical, research): the permitting record id over ``[lo_ns, hi_ns]``,
+        or ``None`` with the denial counted."""
+        ids: list[UUID | None] = []
+        for path, scope in _PATH_SCOPES:
+            actor = self._actors[path]
+            decision = self._spans.over(history, scope=scope, actor=actor, lo_ns=lo_ns, hi_ns=hi_ns)
+            reason = None if decision.permitted else decision.reason.value
+            if reason is None and stream in self._location_streams:
+                location = self._spans.over(
+                    history, scope=Scope.LOCATION, actor=actor, lo_ns=lo_ns, hi_ns=hi_ns
+                )
+                reason = None if location.permitted else DropReason.LOCATION_NOT_PERMITTED.value
+            if reason is not None:
+                counters[(path, reason)] += 1
+            ids.append(decision.record_id if reason is None else None)
+        return ids[0], ids[1]
 
     def _research(self, subject_id: UUID, frame: Frame) -> ResearchFrame:
         return ResearchFrame(
@@ -310,7 +388,14 @@ class Router:
             channels=frame.channels,
         )
 
-    def _drop_both(self, reason: StrEnum) -> Routed:
-        for path in Path:
-            self.counters[(path, reason.value)] += 1
-        return _NOTHING
+
+def _drop_both(counters: RouterCounters, reason: StrEnum) -> None:
+    for path in Path:
+        counters[(path, reason.value)] += 1
+
+
+def _count_emitted(counters: RouterCounters, clinical: object, research: object) -> None:
+    """Count emitted outputs, only once both exist (a key store error emits nothing)."""
+    for path, output in ((Path.CLINICAL, clinical), (Path.RESEARCH, research)):
+        if output is not None:
+            counters[(path, Reason.PERMITTED.value)] += 1

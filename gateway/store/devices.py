@@ -29,12 +29,14 @@ from gateway.store import audit, translate_error
 __all__ = [
     "BondState",
     "PairedDevice",
+    "SessionTarget",
     "bond_address",
     "device_for_key",
     "devices_of",
     "list_devices",
     "mark_unpaired",
     "record_paired_device",
+    "session_targets",
     "subject_for_device",
 ]
 
@@ -159,6 +161,29 @@ async def bond_address(conn: psycopg.AsyncConnection[Any], device_key: UUID) -> 
         (device_key,),
     )
     return str(rows[0][0]).upper() if rows else None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionTarget:
+    """What the session supervisor needs to reach a bonded device. The address stays in
+    the gateway process: never logged above DEBUG, published or stored elsewhere."""
+
+    device_key: UUID
+    address: str
+    profile: str
+
+
+async def session_targets(conn: psycopg.AsyncConnection[Any]) -> list[SessionTarget]:
+    """Every bonded device with its radio address, for the gateway's device sessions.
+    Besides pairing, only the session supervisor may call this."""
+    rows = await _fetch(
+        conn,
+        "devices.targets",
+        "SELECT device_key, mac::text, profile FROM identity.devices"
+        " WHERE bond_state = 'bonded' ORDER BY paired_at, device_key",
+        (),
+    )
+    return [SessionTarget(key, str(mac).upper(), profile) for key, mac, profile in rows]
 
 
 async def mark_unpaired(

@@ -14,8 +14,10 @@ from gateway.transport.wire import (
     WireMessage,
     decode,
     encode_clinical,
+    encode_clinical_gap,
     encode_gap,
     encode_research,
+    encode_research_gap,
 )
 
 __all__ = [
@@ -26,6 +28,8 @@ __all__ = [
     "WireMessage",
     "decode",
     "encode_clinical",
+    "encode_clinical_gap",
     "encode_gap",
     "encode_research",
+    "encode_research_gap",
 ]

@@ -1,16 +1,19 @@
 """The binary payload format of what the gateway publishes (docs/wire-format.md).
 
-Role: encode a ``ClinicalFrame``, a ``ResearchFrame`` or a ``Gap`` into one self-checking
-message (12-byte header: magic, schema version, kind, flags, body length; the body;
-a CRC-32 trailer over everything before it), and decode such a message back into the
-same frozen value. Samples travel as packed little-endian float64 arrays, so decoded
-samples are bit-identical to the encoded ones (NaN payloads and -0.0 included).
+Role: encode a ``ClinicalFrame``, a ``ResearchFrame``, a ``ClinicalGap`` or a
+``ResearchGap`` into one self-checking message (12-byte header: magic, schema version,
+kind, flags, body length; the body; a CRC-32 trailer over everything before it), and
+decode such a message back into the same frozen value. Samples travel as packed
+little-endian float64 arrays, so decoded samples are bit-identical to the encoded ones
+(NaN payloads and -0.0 included).
 
 ``decode`` raises ``WireFormatError`` (never another exception) for anything malformed:
 wrong magic or version, unknown kind or flag bits, a length that disagrees with the
 header, a CRC mismatch, unknown enum codes, bad UTF-8, trailing bytes, or values a frame
 may not hold. Encoders raise ``FrameEncodeError`` for values the format cannot carry.
-A research message has no field for a subject id, device key or consent record id.
+A research message (frame or gap) has no field for a subject id, device key or consent
+record id. The code tables live in ``codes`` (re-exported here); ``Gap`` and ``GapCause``
+in ``gateway.gaps`` (re-exported here).
 
 This module must not do I/O (sockets, files, MQTT), log payloads, or read clocks.
 """
@@ -29,14 +32,29 @@ import numpy as np
 import numpy.typing as npt
 
 from devices.errors import BiogwError, FrameEncodeError
-from devices.frame import FloatArray, Frame, Int64Array, Quality, StreamKind, Timebase, Unit
-from gateway.router import ClinicalFrame, ResearchFrame
+from devices.frame import FloatArray, Frame, Int64Array, Quality, StreamKind, Unit
+from gateway.gaps import Gap, GapCause
+from gateway.router import ClinicalFrame, ClinicalGap, ResearchFrame, ResearchGap
+from gateway.transport.codes import (
+    CAUSE_CODES,
+    CAUSES,
+    STREAM_CODES,
+    STREAMS,
+    TIMEBASE_CODES,
+    TIMEBASES,
+    UNIT_CODES,
+    UNITS,
+)
 
 __all__ = [
+    "CAUSE_CODES",
     "CRC_SIZE",
     "HEADER_SIZE",
     "MAGIC",
     "SCHEMA_VERSION",
+    "STREAM_CODES",
+    "TIMEBASE_CODES",
+    "UNIT_CODES",
     "Gap",
     "GapCause",
     "MessageKind",
@@ -45,8 +63,10 @@ __all__ = [
     "WireMessage",
     "decode",
     "encode_clinical",
+    "encode_clinical_gap",
     "encode_gap",
     "encode_research",
+    "encode_research_gap",
 ]
 
 MAGIC: Final = b"BGWM"
@@ -78,11 +98,15 @@ class WireFormatError(BiogwError):
 class MessageKind(enum.IntEnum):
     CLINICAL = 1
     RESEARCH = 2
-    GAP = 3
+    CLINICAL_GAP = 3
+    RESEARCH_GAP = 4
+
+
+_GAP_KINDS: Final = frozenset({MessageKind.CLINICAL_GAP, MessageKind.RESEARCH_GAP})
 
 
 class WireFlags(enum.IntFlag):
-    """Header flags (frame kinds only; a gap message has flags 0)."""
+    """Header flags (frame kinds only; gap messages have flags 0)."""
 
     NONE = 0
     OFFSETS = 1
@@ -101,69 +125,8 @@ _KNOWN_QUALITY: Final = int(
 )
 
 
-class GapCause(enum.StrEnum):
-    LINK_LOSS = "link_loss"
-    DEVICE_SKIP = "device_skip"
-    QUEUE_OVERFLOW = "queue_overflow"
-
-
-@dataclass(frozen=True, slots=True)
-class Gap:
-    """Samples of one stream that never arrived: UTC ``[start_ns, end_ns]`` (inclusive,
-    on the timebase of the path it is published on), how many, and why."""
-
-    stream: StreamKind
-    start_ns: int
-    end_ns: int
-    samples_missing: int
-    cause: GapCause
-
-
-WireMessage = ClinicalFrame | ResearchFrame | Gap
+WireMessage = ClinicalFrame | ResearchFrame | ClinicalGap | ResearchGap
 """What ``decode`` returns; the header's kind selects the type."""
-
-# Wire codes are fixed here, never derived from enum order: adding a member must not
-# renumber the others. tests check every member has a code.
-STREAM_CODES: Final[dict[StreamKind, int]] = {
-    StreamKind.ECG: 1,
-    StreamKind.RESP: 2,
-    StreamKind.TEMP: 3,
-    StreamKind.ACCEL: 4,
-    StreamKind.GYRO: 5,
-    StreamKind.MAG: 6,
-    StreamKind.HR: 7,
-    StreamKind.RR: 8,
-    StreamKind.PPI: 9,
-    StreamKind.ENERGY: 10,
-    StreamKind.BATTERY: 11,
-}
-UNIT_CODES: Final[dict[Unit, int]] = {
-    Unit.MICROVOLT: 1,
-    Unit.MILLI_G: 2,
-    Unit.DEG_PER_S: 3,
-    Unit.MICROTESLA: 4,
-    Unit.CELSIUS: 5,
-    Unit.BPM: 6,
-    Unit.MILLISECOND: 7,
-    Unit.KILOJOULE: 8,
-    Unit.PERCENT: 9,
-    Unit.RESP_AU: 10,
-}
-TIMEBASE_CODES: Final[dict[Timebase, int]] = {
-    Timebase.DEVICE: 1,
-    Timebase.ARRIVAL: 2,
-    Timebase.UTC: 3,
-}
-CAUSE_CODES: Final[dict[GapCause, int]] = {
-    GapCause.LINK_LOSS: 1,
-    GapCause.DEVICE_SKIP: 2,
-    GapCause.QUEUE_OVERFLOW: 3,
-}
-_STREAMS: Final = {v: k for k, v in STREAM_CODES.items()}
-_UNITS: Final = {v: k for k, v in UNIT_CODES.items()}
-_TIMEBASES: Final = {v: k for k, v in TIMEBASE_CODES.items()}
-_CAUSES: Final = {v: k for k, v in CAUSE_CODES.items()}
-
 
 # ---------------------------------------------------------------- encoding
 
@@ -294,20 +257,39 @@ def encode_research(value: ResearchFrame) -> bytes:
     return _frame_msg(MessageKind.RESEARCH, prefix, fields)
 
 
-def encode_gap(value: Gap) -> bytes:
-    """One gap message (fixed 26-byte body)."""
-    if not (_I64_MIN <= value.start_ns <= value.end_ns <= _I64_MAX):
-        raise FrameEncodeError("wire.gap", "need start_ns <= end_ns within int64")
-    if not 0 <= value.samples_missing <= 0xFFFFFFFFFFFFFFFF:
-        raise FrameEncodeError("wire.gap", "samples_missing out of u64 range")
-    body = _GAP.pack(
-        STREAM_CODES[value.stream],
-        CAUSE_CODES[value.cause],
-        value.start_ns,
-        value.end_ns,
-        value.samples_missing,
+def _gap_part(kind: MessageKind, gap: Gap) -> bytes:
+    if not (_I64_MIN <= gap.start_ns <= gap.end_ns <= _I64_MAX):
+        raise FrameEncodeError(f"wire.{kind.name.lower()}", "need start_ns <= end_ns in int64")
+    if not 0 <= gap.samples_missing <= 0xFFFFFFFFFFFFFFFF:
+        raise FrameEncodeError(f"wire.{kind.name.lower()}", "samples_missing out of u64 range")
+    code = STREAM_CODES[gap.stream], CAUSE_CODES[gap.cause]
+    return _GAP.pack(*code, gap.start_ns, gap.end_ns, gap.samples_missing)
+
+
+def encode_clinical_gap(value: ClinicalGap) -> bytes:
+    """One clinical gap message: subject id, consent record id, device key, gap."""
+    kind = MessageKind.CLINICAL_GAP
+    prefix = (
+        value.subject_id.bytes
+        + value.consent_record_id.bytes
+        + _short_str(kind, value.device_key, "device key")
     )
-    return _seal(MessageKind.GAP, 0, body)
+    return _seal(kind, 0, prefix + _gap_part(kind, value.gap))
+
+
+def encode_research_gap(value: ResearchGap) -> bytes:
+    """One research gap message: pseudonym and (shifted) gap. No subject or device field."""
+    kind = MessageKind.RESEARCH_GAP
+    return _seal(
+        kind, 0, _short_str(kind, value.pseudonym, "pseudonym") + _gap_part(kind, value.gap)
+    )
+
+
+def encode_gap(value: ClinicalGap | ResearchGap) -> bytes:
+    """``encode_clinical_gap`` or ``encode_research_gap``, by the value's type."""
+    if isinstance(value, ClinicalGap):
+        return encode_clinical_gap(value)
+    return encode_research_gap(value)
 
 
 # ---------------------------------------------------------------- decoding
@@ -364,8 +346,8 @@ def _code(table: dict[int, _E], code: int, what: str) -> _E:
 
 def _decode_frame_part(r: _Reader, flags: int) -> _FrameFields:
     stream_c, unit_c, quality, columns, n_ch, time_ns, n = r.unpack(_FRAME_FIXED, "frame")
-    stream = _code(_STREAMS, stream_c, "stream")
-    unit = _code(_UNITS, unit_c, "unit")
+    stream = _code(STREAMS, stream_c, "stream")
+    unit = _code(UNITS, unit_c, "unit")
     if quality & ~_KNOWN_QUALITY:
         raise WireFormatError("bad_quality", f"bits {quality:#x}")
     sequence: int | None = None
@@ -392,7 +374,7 @@ def _decode_frame_part(r: _Reader, flags: int) -> _FrameFields:
 def _decode_clinical(r: _Reader, flags: int) -> ClinicalFrame:
     subject_id = UUID(bytes=r.take(16, "subject id"))
     record_id = UUID(bytes=r.take(16, "consent record id"))
-    timebase = _code(_TIMEBASES, r.u8("timebase"), "timebase")
+    timebase = _code(TIMEBASES, r.u8("timebase"), "timebase")
     device_key = r.text("device key")
     f = _decode_frame_part(r, flags)
     try:
@@ -431,14 +413,26 @@ def _decode_research(r: _Reader, flags: int) -> ResearchFrame:
     )
 
 
-def _decode_gap(r: _Reader) -> Gap:
+def _decode_gap_part(r: _Reader) -> Gap:
     stream_c, cause_c, start_ns, end_ns, missing = r.unpack(_GAP, "gap")
     r.finish()
     if start_ns > end_ns:
         raise WireFormatError("bad_gap", "start_ns after end_ns")
-    stream = _code(_STREAMS, stream_c, "stream")
-    cause = _code(_CAUSES, cause_c, "cause")
+    stream = _code(STREAMS, stream_c, "stream")
+    cause = _code(CAUSES, cause_c, "cause")
     return Gap(stream, start_ns, end_ns, missing, cause)
+
+
+def _decode_clinical_gap(r: _Reader) -> ClinicalGap:
+    subject_id = UUID(bytes=r.take(16, "subject id"))
+    record_id = UUID(bytes=r.take(16, "consent record id"))
+    device_key = r.text("device key")
+    return ClinicalGap(subject_id, device_key, _decode_gap_part(r), record_id)
+
+
+def _decode_research_gap(r: _Reader) -> ResearchGap:
+    pseudonym = r.text("pseudonym")
+    return ResearchGap(pseudonym, _decode_gap_part(r))
 
 
 def decode(data: bytes) -> WireMessage:
@@ -456,10 +450,12 @@ def decode(data: bytes) -> WireMessage:
     if zlib.crc32(memoryview(data)[:end]) != _U32.unpack_from(data, end)[0]:
         raise WireFormatError("crc")
     r = _Reader(bytes(data[HEADER_SIZE:end]))
-    if kind == MessageKind.GAP:
+    if kind in _GAP_KINDS:
         if flags:
             raise WireFormatError("bad_flags", f"{flags:#x} on a gap")
-        return _decode_gap(r)
+        if kind == MessageKind.CLINICAL_GAP:
+            return _decode_clinical_gap(r)
+        return _decode_research_gap(r)
     if flags & ~_KNOWN_FLAGS:
         raise WireFormatError("bad_flags", f"{flags:#x}")
     if kind == MessageKind.CLINICAL:

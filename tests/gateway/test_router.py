@@ -2,9 +2,10 @@
 
 Real classes throughout: an in-memory subject directory and consent source written here,
 the real ``decide``, and a real ``FileKeyStore`` in ``tmp_path`` with a test master key.
-The property test checks the router against a brute-force oracle over the raw consent
+The property tests check the router against a brute-force oracle over the raw consent
 events (no ``decide``, no breakpoints): a path is taken iff ``core.service`` and the
-path's scope cover the path's actor at every instant of the frame's span.
+path's scope cover the path's actor at every instant of the frame's span, and likewise
+for a gap's span ``[start_ns, end_ns]`` (``route_gap``: gaps are data about the wearer).
 """
 
 from __future__ import annotations
@@ -37,13 +38,16 @@ from gateway.consent import (
     Scope,
     Withdrawal,
 )
+from gateway.gaps import Gap, GapCause
 from gateway.privacy import DateShifter, FileKeyStore, KeyDestroyedError, Pseudonymizer
 from gateway.privacy.pseudonyms import WEEK_NS
 from gateway.router import (
     LOCATION_STREAMS,
     DropReason,
     ResearchFrame,
+    ResearchGap,
     Routed,
+    RoutedGap,
     Router,
     frame_span_ns,
 )
@@ -252,6 +256,49 @@ def test_path_taken_iff_scope_active_over_frame(
         assert router.counters[(RoutePath.CLINICAL, Reason.NO_CONSENT.value)] == 1
 
 
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    specs=SPECS,
+    start_half_s=st.integers(-4, 64),
+    length_half_s=st.integers(0, 12),
+    cause=st.sampled_from(list(GapCause)),
+)
+def test_gap_path_taken_iff_scope_active_over_its_span(
+    keystore: FileKeyStore,
+    specs: list[tuple[Scope, str | None, int, int | None, int | None]],
+    start_half_s: int,
+    length_half_s: int,
+    cause: GapCause,
+) -> None:
+    history, spans = build_history(specs)
+    router = make_router(keystore, Directory({"dev": SUBJECT}), Consents({SUBJECT: history}))
+    lo = start_half_s * S // 2
+    hi = lo + length_half_s * S // 2
+    gap = Gap(StreamKind.ECG, lo, hi, 130 * length_half_s // 2 + 1, cause)
+
+    routed = router.route_gap("dev", gap)
+
+    want_clinical = oracle(spans, Scope.CLINICAL_CARE, CARE_TEAM, lo, hi)
+    want_research = oracle(spans, Scope.RESEARCH_INTERNAL, RESEARCH, lo, hi)
+    assert (routed.clinical is not None) == want_clinical
+    assert (routed.research is not None) == want_research
+    if routed.clinical is not None:
+        assert (routed.clinical.subject_id, routed.clinical.device_key) == (SUBJECT, "dev")
+        assert routed.clinical.gap is gap
+        rec = next(e.record for e in history.events if isinstance(e, Grant)
+                   and e.record.record_id == routed.clinical.consent_record_id)  # fmt: skip
+        assert rec.scope is Scope.CLINICAL_CARE
+    if routed.research is not None:
+        shift = DateShifter(keystore).shift_ns(SUBJECT)
+        assert routed.research.gap == Gap(gap.stream, lo + shift, hi + shift,
+                                          gap.samples_missing, cause)  # fmt: skip
+    for path in RoutePath:
+        assert router.gap_counters.emitted(path) + router.gap_counters.dropped(path) == 1
+        assert router.counters.emitted(path) + router.counters.dropped(path) == 0
+
+
 def test_frame_spanning_a_withdrawal_is_dropped_on_that_path(keystore: FileKeyStore) -> None:
     ids = Ids()
     subject = uuid.uuid4()
@@ -418,6 +465,71 @@ def test_key_store_failure_emits_and_counts_nothing(keystore: FileKeyStore) -> N
     assert fresh.counters.emitted(RoutePath.RESEARCH) == 0
 
 
+def test_gap_drops_use_the_frame_rules(keystore: FileKeyStore) -> None:
+    """Unbound device, no consent, another subject's history, location: the same reasons
+    as for frames, counted in ``gap_counters`` only."""
+    ids = Ids()
+    bound, silent, stranger = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    full = ((Scope.CORE_SERVICE, None), (Scope.CLINICAL_CARE, None),
+            (Scope.RESEARCH_INTERNAL, None))  # fmt: skip
+    consents = Consents({bound: grants(ids, bound, *full), silent: grants(ids, stranger, *full)})
+    directory = Directory({"bound": bound, "silent": silent, "lost": uuid.uuid4()})
+    located = frozenset({StreamKind.ACCEL})
+    router = make_router(keystore, directory, consents, location_streams=located)
+    ecg = Gap(StreamKind.ECG, T0, T0 + S, 131, GapCause.LINK_LOSS)
+
+    assert router.route_gap("nobody", ecg) == RoutedGap()
+    assert router.route_gap("lost", ecg) == RoutedGap()
+    assert router.route_gap("silent", ecg) == RoutedGap()
+    assert router.route_gap("bound", dataclasses.replace(ecg, stream=StreamKind.ACCEL)) == (
+        RoutedGap()
+    )
+    routed = router.route_gap("bound", ecg)
+    assert routed.clinical is not None
+    assert routed.research is not None
+
+    for path in RoutePath:
+        assert router.gap_counters[(path, DropReason.UNBOUND_DEVICE.value)] == 1
+        assert router.gap_counters[(path, Reason.NO_CONSENT.value)] == 1
+        assert router.gap_counters[(path, DropReason.CONSENT_MISMATCH.value)] == 1
+        assert router.gap_counters[(path, DropReason.LOCATION_NOT_PERMITTED.value)] == 1
+        assert router.gap_counters.emitted(path) == 1
+        assert sum(router.counters.values()) == 0
+
+
+def test_gap_spanning_a_withdrawal_is_dropped_and_key_failure_emits_nothing(
+    keystore: FileKeyStore,
+) -> None:
+    ids = Ids()
+    subject = uuid.uuid4()
+    research = record(ids, subject, Scope.RESEARCH_INTERNAL, 0)
+    history = ConsentHistory(
+        subject,
+        (
+            Grant(ids(), record(ids, subject, Scope.CORE_SERVICE, 0)),
+            Grant(ids(), record(ids, subject, Scope.CLINICAL_CARE, 0, actor=CARE_TEAM)),
+            Grant(ids(), research),
+            Withdrawal(ids(), research, T0 + 10 * S, T0 + 10 * S, CollectionMethod.APP),
+        ),
+    )
+    router = make_router(keystore, Directory({"d": subject}), Consents({subject: history}))
+    before = router.route_gap("d", Gap(StreamKind.RESP, T0, T0 + 9 * S, 225, GapCause.LINK_LOSS))
+    spanning = router.route_gap(
+        "d", Gap(StreamKind.RESP, T0 + 9 * S, T0 + 10 * S, 26, GapCause.DEVICE_SKIP)
+    )
+    assert before.research is not None
+    assert before.clinical is not None
+    assert spanning.research is None
+    assert spanning.clinical is not None
+    assert router.gap_counters[(RoutePath.RESEARCH, Reason.WITHDRAWN.value)] == 1
+
+    DateShifter(keystore).forget(subject)
+    fresh = make_router(keystore, Directory({"d": subject}), Consents({subject: history}))
+    with pytest.raises(KeyDestroyedError):
+        fresh.route_gap("d", Gap(StreamKind.RESP, T0, T0 + S, 26, GapCause.LINK_LOSS))
+    assert sum(fresh.gap_counters.values()) == 0
+
+
 # --------------------------------------------------------------------------- canary test
 
 
@@ -485,9 +597,11 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def serialized(frame: ResearchFrame) -> bytes:
-    fields = {f.name: _jsonable(getattr(frame, f.name)) for f in dataclasses.fields(frame)}
-    return b"\n".join([repr(frame).encode(), pickle.dumps(frame), json.dumps(fields).encode()])
+def serialized(value: ResearchFrame | ResearchGap) -> bytes:
+    fields = {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, ResearchGap):
+        fields["gap"] = dataclasses.asdict(value.gap)
+    return b"\n".join([repr(value).encode(), pickle.dumps(value), json.dumps(fields).encode()])
 
 
 def forbidden_tokens(wearer: Wearer) -> list[bytes]:
@@ -550,6 +664,19 @@ def test_canary_research_frames_carry_no_identifiers(keystore: FileKeyStore) -> 
         pseudonyms.setdefault(("partner", wearer.subject_id), set()).add(other.pseudonym)
 
     assert n_research == 3 * (60 + 60 + 6 + 60)
+    for wearer in wearers:  # gaps leave on the research path as bare as frames
+        gap = Gap(StreamKind.ECG, T0 + 5 * S, T0 + 15 * S, 2501, GapCause.LINK_LOSS)
+        routed_gap = router.route_gap(wearer.device_key, gap)
+        assert routed_gap.clinical is not None
+        assert routed_gap.research is not None
+        assert routed_gap.clinical.device_key == wearer.device_key
+        blob = serialized(routed_gap.research)
+        for token in tokens:
+            assert token not in blob
+        assert MAC_RE.search(blob) is None
+        assert str(gap.start_ns).encode() not in blob
+        assert str(gap.end_ns).encode() not in blob
+        assert {routed_gap.research.pseudonym} == pseudonyms[("research", wearer.subject_id)]
     assert all(len(found) == 1 for found in pseudonyms.values())  # stable per subject
     first, second = wearers[0].subject_id, wearers[1].subject_id
     four = {

@@ -39,6 +39,7 @@ from gateway.router import ResearchFrame, Routed, Router
 from gateway.store.consents import ConsentWatcher, append_events
 from gateway.store.devices import record_paired_device
 from gateway.store.identity import add_subject
+from tests.gateway.edge_outbox import CallbackOutbox
 from tests.gateway.store.consent_factory import grant
 
 S = 1_000_000_000
@@ -124,7 +125,9 @@ async def test_a_minute_of_three_enrolled_wearers_leaks_nothing_to_research(
             research_actor="org:biogw/research",
         )
         group = await stack.enter_async_context(asyncio.TaskGroup())
-        running = group.create_task(EdgePipeline(router, sink).run(streams), name="test.edge")
+        running = group.create_task(
+            EdgePipeline(router, CallbackOutbox(sink)).run_streams(streams), name="test.edge"
+        )
         async with asyncio.timeout(SECONDS + 60):
             await done.wait()
         running.cancel()

@@ -36,12 +36,13 @@ from gateway.ble.link import BleLink
 from gateway.ble.stream import DeviceStream
 from gateway.cli import main
 from gateway.consent import Scope
-from gateway.edge import DatabaseSubjectDirectory, EdgePipeline, OffsetClock
+from gateway.edge import DatabaseSubjectDirectory, EdgePipeline
 from gateway.privacy import DateShifter, FileKeyStore, Pseudonymizer
 from gateway.router import ResearchFrame, Routed, Router
 from gateway.store.consents import ConsentWatcher, append_events
 from gateway.store.devices import mark_unpaired, record_paired_device
 from gateway.store.identity import add_subject
+from tests.gateway.edge_outbox import CallbackOutbox
 from tests.gateway.store.consent_factory import grant
 
 Conn = psycopg.AsyncConnection[Any]
@@ -158,8 +159,8 @@ async def test_withdrawal_stops_research_within_1s_and_grant_resumes(
             clinical_actor=CARE_TEAM,
             research_actor=RESEARCH,
         )
-        pipeline = EdgePipeline(router, recorder)
-        running = group.create_task(pipeline.run([stream]), name="test.edge")
+        pipeline = EdgePipeline(router, CallbackOutbox(recorder))
+        running = group.create_task(pipeline.run_streams([stream]), name="test.edge")
 
         await recorder.until(lambda: len(recorder.research) >= 3)
 
@@ -231,20 +232,6 @@ def _device_frame(time_ns: int, timebase: Timebase = Timebase.DEVICE) -> Frame:
         unit=Unit.MICROVOLT,
         fs_hz=100.0,
     )
-
-
-def test_offset_clock_fixes_one_offset_from_the_first_frames_last_sample() -> None:
-    assert OffsetClock().offset_ns is None
-    clock = OffsetClock()
-    first = clock.to_utc(_device_frame(1_000 * S), received_ns=5_000 * S)
-    # last sample of the first frame (4 samples after the first, at 100 Hz) = receive time
-    assert first.timebase is Timebase.UTC
-    assert first.time_ns + 40_000_000 == 5_000 * S
-    assert clock.offset_ns == 4_000 * S - 40_000_000
-    later = clock.to_utc(_device_frame(1_010 * S), received_ns=9_999 * S)  # jitter ignored
-    assert later.time_ns == 1_010 * S + clock.offset_ns
-    arrival = _device_frame(7 * S, Timebase.ARRIVAL)
-    assert clock.to_utc(arrival, received_ns=0) is arrival
 
 
 async def test_directory_resolves_bonded_devices_and_refreshes(admin: Conn) -> None:

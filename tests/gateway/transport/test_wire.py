@@ -2,9 +2,9 @@
 
 Golden vectors are the worked examples of docs/wire-format.md section 6 (our own
 format, so the doc is the source): the hex is parsed out of the doc, so doc and code
-cannot drift. Then hypothesis round-trips (samples bit-exact), fuzzing (arbitrary bytes
-and mutated valid messages raise only ``WireFormatError``), length/CRC checks, and
-Invariant 2: a research message carries no subject id.
+cannot drift. Then hypothesis round-trips of all four kinds (samples bit-exact), fuzzing
+(arbitrary bytes and mutated valid messages raise only ``WireFormatError``), length/CRC
+checks, and Invariant 2: a research frame or gap message carries no subject id.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from hypothesis.extra import numpy as hnp
 
 from devices.errors import BiogwError, FrameEncodeError
 from devices.frame import Frame, Quality, StreamKind, Timebase, Unit
-from gateway.router import ClinicalFrame, ResearchFrame
+from gateway.router import ClinicalFrame, ClinicalGap, ResearchFrame, ResearchGap
 from gateway.transport.wire import (
     CAUSE_CODES,
     HEADER_SIZE,
@@ -33,12 +33,15 @@ from gateway.transport.wire import (
     UNIT_CODES,
     Gap,
     GapCause,
+    MessageKind,
     WireFormatError,
     WireMessage,
     decode,
     encode_clinical,
+    encode_clinical_gap,
     encode_gap,
     encode_research,
+    encode_research_gap,
 )
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "wire-format.md"
@@ -52,6 +55,7 @@ SETTINGS = settings(
 SUBJECT = UUID("12345678-9abc-4def-8123-456789abcdef")
 RECORD = UUID("00000000-0000-4000-8000-000000000001")
 T0 = 1_700_000_000_000_000_000
+WEEK_NS = 7 * 86_400 * 10**9
 
 
 def doc_examples() -> dict[str, bytes]:
@@ -79,7 +83,7 @@ GOLDEN: dict[str, WireMessage] = {
     "research-rr": ResearchFrame(
         "ps-7f",
         StreamKind.RR,
-        T0 - 7 * 86_400 * 10**9,
+        T0 - WEEK_NS,
         np.array([812.0, 790.5]),
         Unit.MILLISECOND,
         None,
@@ -100,7 +104,22 @@ GOLDEN: dict[str, WireMessage] = {
         Quality.NONE,
         ("x", "y", "z"),
     ),
-    "gap-link-loss": Gap(StreamKind.ECG, T0, T0 + 10 * 10**9, 1300, GapCause.LINK_LOSS),
+    "clinical-gap-link-loss": ClinicalGap(
+        SUBJECT,
+        "g1",
+        Gap(StreamKind.ECG, T0, T0 + round(1299 * 1e9 / 130), 1300, GapCause.LINK_LOSS),
+        RECORD,
+    ),
+    "research-gap-overflow": ResearchGap(
+        "ps-7f",
+        Gap(
+            StreamKind.RR,
+            T0 - WEEK_NS,
+            T0 - WEEK_NS + 2_400_000_000,
+            2,
+            GapCause.QUEUE_OVERFLOW,
+        ),
+    ),
 }
 
 
@@ -109,7 +128,9 @@ def encode(value: WireMessage) -> bytes:
         return encode_clinical(value)
     if isinstance(value, ResearchFrame):
         return encode_research(value)
-    return encode_gap(value)
+    if isinstance(value, ClinicalGap):
+        return encode_clinical_gap(value)
+    return encode_research_gap(value)
 
 
 def same_array(a: np.ndarray | None, b: np.ndarray | None) -> bool:
@@ -121,7 +142,7 @@ def same_array(a: np.ndarray | None, b: np.ndarray | None) -> bool:
 def assert_same(got: WireMessage, want: WireMessage) -> None:
     """Field-by-field equality; arrays compared bit for bit (NaN, -0.0 included)."""
     assert type(got) is type(want)
-    if isinstance(want, Gap):
+    if isinstance(want, ClinicalGap | ResearchGap):
         assert got == want
         return
     if isinstance(want, ClinicalFrame):
@@ -247,7 +268,9 @@ def gaps(draw: st.DrawFn) -> Gap:
     )
 
 
-messages = clinical_frames | research_frames | gaps()
+clinical_gaps = st.builds(ClinicalGap, st.uuids(), texts, gaps(), st.uuids())
+research_gaps = st.builds(ResearchGap, texts, gaps())
+messages = clinical_frames | research_frames | clinical_gaps | research_gaps
 
 
 @SETTINGS
@@ -317,15 +340,19 @@ def test_any_single_flipped_bit_is_rejected(value: WireMessage, data: st.DataObj
 
 
 @pytest.mark.parametrize(
-    ("offset", "value", "reason"),
+    ("name", "offset", "value", "reason"),
     [
-        (4, 2, "bad_version"),
-        (5, 9, "unknown_kind"),
-        (6, 0x04, "bad_flags"),
+        ("clinical-ecg", 4, 2, "bad_version"),
+        ("clinical-ecg", 5, 9, "unknown_kind"),
+        ("clinical-ecg", 5, 0, "unknown_kind"),
+        ("research-gap-overflow", 5, 5, "unknown_kind"),
+        ("clinical-ecg", 6, 0x04, "bad_flags"),
+        ("clinical-gap-link-loss", 6, 0x02, "bad_flags"),
+        ("research-gap-overflow", 7, 0x01, "bad_flags"),
     ],
 )
-def test_header_fields_are_checked(offset: int, value: int, reason: str) -> None:
-    msg = bytearray(doc_examples()["clinical-ecg"])
+def test_header_fields_are_checked(name: str, offset: int, value: int, reason: str) -> None:
+    msg = bytearray(doc_examples()[name])
     msg[offset] = value
     head = bytes(msg[:-4])
     with pytest.raises(WireFormatError) as err:
@@ -336,8 +363,13 @@ def test_header_fields_are_checked(offset: int, value: int, reason: str) -> None
 @pytest.mark.parametrize(
     ("name", "body_offset", "value", "reason"),
     [
-        ("gap-link-loss", 0, 0, "unknown_stream"),
-        ("gap-link-loss", 1, 9, "unknown_cause"),
+        ("clinical-gap-link-loss", 35, 0, "unknown_stream"),
+        ("clinical-gap-link-loss", 36, 9, "unknown_cause"),
+        ("clinical-gap-link-loss", 32, 0xFF, "short"),
+        ("clinical-gap-link-loss", 33, 0xFF, "bad_utf8"),
+        ("research-gap-overflow", 6, 12, "unknown_stream"),
+        ("research-gap-overflow", 7, 5, "unknown_cause"),
+        ("research-gap-overflow", 0, 4, "trailing"),
         ("clinical-ecg", 32, 7, "unknown_timebase"),
         ("clinical-ecg", 37, 99, "unknown_unit"),
         ("clinical-ecg", 38, 0x20, "bad_quality"),
@@ -354,12 +386,27 @@ def test_body_fields_are_checked(name: str, body_offset: int, value: int, reason
     assert err.value.reason == reason
 
 
-def test_gap_with_start_after_end_is_rejected() -> None:
-    msg = doc_examples()["gap-link-loss"]
+@pytest.mark.parametrize("name", ["clinical-gap-link-loss", "research-gap-overflow"])
+def test_gap_with_start_after_end_is_rejected(name: str) -> None:
+    msg = doc_examples()[name]
     body = bytearray(msg[HEADER_SIZE:-4])
-    body[2:10], body[10:18] = body[10:18], body[2:10]
+    at = len(body) - 24  # start_ns, end_ns, samples_missing close the body
+    body[at : at + 8], body[at + 8 : at + 16] = body[at + 8 : at + 16], body[at : at + 8]
     with pytest.raises(WireFormatError, match="bad_gap"):
         decode(_resealed(msg, bytes(body)))
+
+
+def test_message_kinds_are_the_documented_codes() -> None:
+    assert {k.name: k.value for k in MessageKind} == {
+        "CLINICAL": 1,
+        "RESEARCH": 2,
+        "CLINICAL_GAP": 3,
+        "RESEARCH_GAP": 4,
+    }
+    assert CAUSE_CODES[GapCause.SPOOL_FULL] == 4
+    examples = doc_examples()
+    assert examples["clinical-gap-link-loss"][5] == MessageKind.CLINICAL_GAP
+    assert examples["research-gap-overflow"][5] == MessageKind.RESEARCH_GAP
 
 
 def test_non_positive_rate_is_rejected() -> None:
@@ -390,10 +437,31 @@ def test_encoder_rejects_what_the_format_cannot_carry() -> None:
     for value in bad:
         with pytest.raises(FrameEncodeError):
             encode_research(value)
+    bad_gaps = [
+        Gap(StreamKind.ECG, 2, 1, 0, GapCause.DEVICE_SKIP),
+        Gap(StreamKind.ECG, 1, 2, -1, GapCause.DEVICE_SKIP),
+        Gap(StreamKind.ECG, 1, 2, 2**64, GapCause.DEVICE_SKIP),
+        Gap(StreamKind.ECG, -(2**63) - 1, 2, 1, GapCause.DEVICE_SKIP),
+        Gap(StreamKind.ECG, 1, 2**63, 1, GapCause.DEVICE_SKIP),
+    ]
+    for gap in bad_gaps:
+        with pytest.raises(FrameEncodeError):
+            encode_gap(ClinicalGap(SUBJECT, "g1", gap, RECORD))
+        with pytest.raises(FrameEncodeError):
+            encode_gap(ResearchGap("ps", gap))
+    good = Gap(StreamKind.ECG, 1, 2, 1, GapCause.SPOOL_FULL)
     with pytest.raises(FrameEncodeError):
-        encode_gap(Gap(StreamKind.ECG, 2, 1, 0, GapCause.DEVICE_SKIP))
+        encode_clinical_gap(ClinicalGap(SUBJECT, "k" * 256, good, RECORD))
     with pytest.raises(FrameEncodeError):
-        encode_gap(Gap(StreamKind.ECG, 1, 2, -1, GapCause.DEVICE_SKIP))
+        encode_research_gap(ResearchGap("p" * 256, good))
+
+
+def test_encode_gap_dispatches_on_the_path() -> None:
+    clinical, research = GOLDEN["clinical-gap-link-loss"], GOLDEN["research-gap-overflow"]
+    assert isinstance(clinical, ClinicalGap)
+    assert isinstance(research, ResearchGap)
+    assert encode_gap(clinical) == encode_clinical_gap(clinical)
+    assert encode_gap(research) == encode_research_gap(research)
 
 
 # ---------------------------------------------------------------- Invariant 2
@@ -412,6 +480,25 @@ def test_research_message_never_contains_the_subject_id(
         assert raw not in msg
     assert subject.hex.encode() not in msg
     assert str(subject).encode() not in msg
+
+
+@SETTINGS
+@given(st.uuids(version=4), st.uuids(version=4), texts, research_gaps)
+def test_research_gap_message_never_contains_identity(
+    subject: UUID, record: UUID, suffix: str, value: ResearchGap
+) -> None:
+    """A research gap message is the pseudonym and the gap only: the subject id, consent
+    record id and device key that the clinical message of the same gap carries are not in
+    it, in any byte order."""
+    device_key = "dk-" + suffix
+    research = encode_research_gap(value)
+    clinical = encode_clinical_gap(ClinicalGap(subject, device_key, value.gap, record))
+    assert subject.bytes in clinical
+    assert record.bytes in clinical
+    for raw in (subject.bytes, subject.bytes_le, record.bytes, device_key.encode()):
+        assert raw not in research
+    key_len, pseudonym_len = len(device_key.encode()), len(value.pseudonym.encode())
+    assert len(clinical) - len(research) == 32 + key_len - pseudonym_len
 
 
 def test_research_and_clinical_of_one_frame_differ_only_by_the_identity_fields() -> None:
