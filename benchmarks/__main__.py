@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from benchmarks import bench_decoders, bench_virtual_link
+from benchmarks import bench_decoders, bench_spool, bench_virtual_link
 
 
 def main() -> None:
     bench_decoders.main()
     print()
     bench_virtual_link.main([])
+    print()
+    bench_spool.main([])
 
 
 if __name__ == "__main__":

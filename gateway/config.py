@@ -132,7 +132,8 @@ class SpoolSettings(_Section):
 
     dir: Path = Path(".biogw/spool")
     max_bytes: int = Field(default=1 << 30, ge=1 << 20)
-    """Payload bytes held at most; past it research data goes first (docs/transport.md)."""
+    """Topic + payload bytes held at most; past it the oldest research data goes first
+    (docs/spool.md)."""
     sync: Literal["normal", "full"] = "full"
     """``full``: every group commit is fsynced (survives power loss). ``normal``: written
     to the OS only (survives a crash of the gateway process, not of the machine)."""
