@@ -1,0 +1,67 @@
+"""``biogw gateway``: run the edge (device sessions, consent router, spool, MQTT).
+
+Role: the command-line entry of ``gateway.app.run_gateway``: parse options into
+``Settings``, open the key store and the care database, run until Ctrl-C or SIGTERM
+(both stop cleanly: the publisher says goodbye, the spool commits), and print where
+things are. With ``--duration`` it stops by itself (tests, demos).
+
+Must not: print subject ids, addresses or payloads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from typing import Protocol
+
+import click
+
+from gateway.app import GatewayHandle, run_gateway
+from gateway.care_db import care_database
+from gateway.care_db import run as run_command
+from gateway.config import Settings
+from gateway.keys_cli import open_keystore
+
+__all__ = ["gateway_command", "register"]
+
+
+class _Invocation(Protocol):
+    def settings(self, **sections: dict[str, object]) -> Settings: ...
+
+
+def _ready(handle: GatewayHandle) -> None:
+    where = handle.metrics_address
+    metrics = f"http://{where[0]}:{where[1]}/metrics" if where else "off"
+    click.echo(
+        f"biogw gateway: {len(handle.sessions)} device session(s), {handle.link.kind} link,"
+        f" spool {handle.spool.path}, metrics {metrics}",
+        err=True,
+    )
+
+
+@click.command("gateway")
+@click.option("--duration", "duration_s", type=float, default=None, help="Stop after seconds.")
+@click.pass_obj
+def gateway_command(invocation: _Invocation, duration_s: float | None) -> None:
+    """Run the edge: sessions for every paired device, consent router, spool, MQTT."""
+    settings = invocation.settings()
+    keystore = open_keystore(settings)
+
+    async def go() -> None:
+        loop = asyncio.get_running_loop()
+        main_task = asyncio.current_task()
+        assert main_task is not None
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, main_task.cancel)
+        async with care_database(settings) as dsn:
+            running = run_gateway(settings, keystore, care_dsn=dsn, ready=_ready)
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                async with asyncio.timeout(duration_s):
+                    await running
+
+    run_command(go())
+
+
+def register(group: click.Group) -> None:
+    group.add_command(gateway_command)
