@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmarks import bench_decoders, bench_spool, bench_virtual_link
+from benchmarks import bench_decoders, bench_edge, bench_spool, bench_virtual_link
 
 
 def main() -> None:
@@ -11,6 +11,8 @@ def main() -> None:
     bench_virtual_link.main([])
     print()
     bench_spool.main([])
+    print()
+    bench_edge.main([])
 
 
 if __name__ == "__main__":
