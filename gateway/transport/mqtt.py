@@ -42,7 +42,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any, Final, Protocol, Self, TypeVar
 from uuid import UUID
@@ -366,10 +366,12 @@ class MqttPublisher:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
         wall_ms: Callable[[], int] = _wall_ms,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
     ) -> None:
         self._spool = spool
         self._layout = TopicLayout(settings.topic_prefix)
-        self._options = client_options(settings, gateway_id=gateway_id, layout=self._layout)
+        options = client_options(settings, gateway_id=gateway_id, layout=self._layout)
+        self._options = replace(options, timeout_s=connect_timeout_s)
         self._name = f"mqtt[{gateway_id}]"
         self._gateway_id = gateway_id
         self._status_topic = self._layout.gateway_status(gateway_id)
@@ -496,11 +498,11 @@ class MqttPublisher:
                 if self._state is ConnectionState.CONNECTING:
                     self._n["connect_failures"] += 1
                     self._backoff_state = self._backoff.failed(self._backoff_state)
-                    _log.warning("%s: connect failed: %s", self._name, err)
+                    _log.warning("%s: connect failed: %s", self._name, str(err))
                 else:
                     now = self._monotonic()
                     self._backoff_state = self._backoff.disconnected(self._backoff_state, now)
-                    _log.warning("%s: connection ended: %s", self._name, err)
+                    _log.warning("%s: connection ended: %s", self._name, str(err))
             finally:
                 self._connected.clear()
                 if self._outbox is not None:
@@ -511,8 +513,7 @@ class MqttPublisher:
         """One connection, CONNECT to its end. Ends with ``TransportError`` (or, when
         cancelled, with a goodbye status first)."""
         async with AsyncExitStack() as stack:
-            with _translated(connected=False):
-                client = await stack.enter_async_context(self._options.client())
+            client = await self._connect(stack)
             self._outbox = outbox = _Outbox(client, self._work.set)
             self._on_connected()
             try:
@@ -529,6 +530,20 @@ class MqttPublisher:
                 await self._goodbye(client)
                 raise
         raise AssertionError("unreachable: the watch task never returns")
+
+    async def _connect(self, stack: AsyncExitStack) -> aiomqtt.Client:
+        """CONNECT/CONNACK. Cancelled meanwhile, it lets the attempt finish first (at most
+        ``CONNECT_TIMEOUT_S``): aiomqtt leaves a half-open socket behind when its connect
+        is cancelled; a finished attempt unwinds through a DISCONNECT."""
+        attempt = asyncio.ensure_future(stack.enter_async_context(self._options.client()))
+        try:
+            with _translated(connected=False):
+                return await asyncio.shield(attempt)
+        except asyncio.CancelledError:
+            await asyncio.wait({attempt})
+            if not attempt.cancelled():
+                attempt.exception()  # retrieved; the cancellation is what goes on
+            raise
 
     def _on_connected(self) -> None:
         self._state = ConnectionState.CONNECTED
@@ -578,7 +593,9 @@ class MqttPublisher:
             outbox.publish(record)
         except ValueError as exc:  # can never be published: count, log, drop
             self._n["rejected"] += 1
-            _log.error("%s: record %d rejected by the MQTT client: %s", self._name, record.seq, exc)
+            _log.error(
+                "%s: record %d rejected by the MQTT client: %s", self._name, record.seq, str(exc)
+            )
             self._spool.ack(record.seq)
             self._uncommitted_acks += 1
         else:
@@ -613,7 +630,7 @@ class MqttPublisher:
                 payload = encode_gateway_status(offline)
                 await client.publish(self._status_topic, payload, 1, True, timeout=GOODBYE_S)
         except TransportError as exc:
-            _log.warning("%s: could not publish the offline status: %s", self._name, exc)
+            _log.warning("%s: could not publish the offline status: %s", self._name, str(exc))
 
 
 def _first(group: BaseExceptionGroup[_E]) -> _E:

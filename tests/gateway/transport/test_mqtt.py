@@ -34,7 +34,7 @@ from gateway.transport.mqtt import (
     client_options,
     translate_error,
 )
-from gateway.transport.spool import Spool, SpoolClass
+from gateway.transport.spool import Spool, SpoolClass, SpoolClosedError
 from gateway.transport.status import (
     DeviceStatus,
     GatewayState,
@@ -309,6 +309,40 @@ async def test_backs_off_on_an_unreachable_broker_and_still_commits(
     assert pub.stats().state is ConnectionState.STOPPED
 
 
+async def test_a_broker_that_never_answers(spool: Spool, namespace: Namespace) -> None:
+    """TCP accepted, no CONNACK: the attempt times out (``timeout``); a stop during a
+    connect attempt waits for it and leaves nothing open (warnings are errors here)."""
+    accepted = asyncio.Event()
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+        accepted.set()
+
+    loop_errors: list[dict[str, object]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _, ctx: loop_errors.append(ctx))
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    endpoint = BrokerEndpoint("127.0.0.1", server.sockets[0].getsockname()[1], "mosquitto")
+    try:
+        sleep = SignallingSleep(real=False, block_at=1)
+        async with publisher(spool, endpoint, namespace, sleep=sleep, connect_timeout_s=0.2) as pub:
+            await sleep.calls(1)
+        assert pub.stats().last_error is TransportErrorKind.TIMEOUT
+        accepted.clear()
+        async with publisher(spool, endpoint, namespace, connect_timeout_s=0.2) as pub:
+            await accepted.wait()  # stopped while waiting for the CONNACK
+        assert pub.stats().connects == 0
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+    for _ in range(20):  # let the callbacks of the closed connections run
+        await asyncio.sleep(0)
+    gc.collect()
+    assert loop_errors == []
+
+
 # -- against a broker -----------------------------------------------------------------------
 
 
@@ -399,6 +433,31 @@ async def test_rejected_record_is_counted_and_dropped_and_the_rest_flows(
     assert got == first + last
     assert pub.stats().rejected == 1
     assert spool.pending(0, 10) == []
+
+
+async def test_a_spool_error_stops_the_publisher_after_an_offline_status(
+    broker: BrokerEndpoint, namespace: Namespace, tmp_path: Path
+) -> None:
+    """A spool error is not a transport error: ``run()`` raises it, and, being still
+    connected, says "offline" first (the clean DISCONNECT would suppress the will)."""
+    layout = TopicLayout(namespace.prefix)
+    spool = Spool(tmp_path / "spool", max_bytes=1 << 24, sync="normal")
+    pub = publisher(spool, broker, namespace)
+
+    async def break_the_spool(sub: Subscriber) -> None:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(pub.run(), name="publisher")
+            assert decode_gateway_status((await sub.get()).payload).state == "online"
+            spool.close()  # every later spool call raises SpoolClosedError
+            pub.notify()
+
+    async with subscribed(broker, namespace.client_id("st"), layout.status_filter()) as sub:
+        with pytest.raises(ExceptionGroup) as raised:
+            await break_the_spool(sub)
+        offline = decode_gateway_status((await sub.get()).payload)
+    assert [type(e) for e in raised.value.exceptions] == [SpoolClosedError]  # unwrapped
+    assert offline.cause is OfflineCause.SHUTDOWN
+    assert pub.stats().state is ConnectionState.STOPPED
 
 
 # -- outages (always an owned broker) --------------------------------------------------------
