@@ -1,28 +1,20 @@
-"""The MQTT publisher: spool → broker, QoS 1, at least once (docs/transport.md).
+"""The MQTT publisher: spool → broker, QoS 1, at least once (docs/transport.md §2).
 
-Role: keep one connection to the broker (aiomqtt over paho, MQTT 3.1.1, a persistent
-session ``clean_session=False`` under the stable client id ``biogw-{gateway_id}``,
-username/password and TLS from ``MqttSettings``) and drain the spool through it:
+Role: per attempt, two MQTT 3.1.1 connections with persistent sessions, built from
+``mqtt_client.client_options``: the **control** connection (aiomqtt, ``biogw-{id}``:
+the last will, gateway and device statuses) and the **data** connection
+(``mqtt_data.DataConnection``, ``biogw-{id}-data``: spooled records). The committer
+group-commits the spool on every ``notify()`` (also while the broker is down); the pump
+publishes committed records from ``pending()`` in ``seq`` order, at most
+``max_inflight`` un-acked, one socket write per pass, and acks PUBACKed records in the
+spool in batches. When either connection ends both are dropped and, after the
+``BackoffPolicy`` delay, the next attempt re-sends every un-acked record, oldest first
+(duplicates only for records whose PUBACK was lost; ingest is idempotent).
 
-* the committer group-commits the spool whenever the edge calls ``notify()``, also while
-  the broker is down, so what the edge appended is durable at once;
-* per connection, the pump publishes committed records from ``pending(after_seq, limit)``
-  in ``seq`` order, at most ``max_inflight`` un-acked. Data goes through paho directly
-  (``_Outbox``): PUBLISH packets leave in call order, i.e. in ``seq`` order, without a
-  task or future per message; each PUBACK acks its record in the spool;
-* on connection loss the in-flight records are abandoned, the aiomqtt ``Client`` is
-  dropped (it cannot be re-entered after a disconnect: each attempt builds a new one)
-  and, after the ``BackoffPolicy`` delay, the next connection starts again from the
-  oldest un-acked record. Duplicates are possible only for records the broker received
-  whose PUBACK was lost; the ingester is idempotent on (stream, sequence).
-
-Status (state, not data; never spooled; latest value wins): a retained "online" on the
-gateway status topic after each connect, the last will (retained "offline", cause
-"lost") for a broken connection, a retained "offline" (cause "shutdown") on a clean stop,
-and retained device statuses, re-published after every reconnect.
-
-aiomqtt/paho errors are translated in one place (``translate_error``) into
-``TransportError``. Spool errors are not transport errors: they propagate out of
+Status (never spooled; latest value wins): a retained "online" after each connect, the
+will ("offline", cause "lost"), a retained "offline" (cause "shutdown") on a clean stop,
+and retained device statuses, re-published after every reconnect. Transport errors are
+translated in one place (``mqtt_client.translate_error``); spool errors propagate out of
 ``run()``.
 
 Must not: log topics (a clinical topic holds a subject id) or payloads above DEBUG;
@@ -37,25 +29,28 @@ import enum
 import logging
 import math
 import random
-import socket
-import ssl
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import Any, Final, Protocol, Self, TypeVar
+from typing import Final, Protocol, Self, TypeVar
 from uuid import UUID
 
 import aiomqtt
-from aiomqtt.exceptions import MqttConnectError
-from paho.mqtt.client import MQTT_ERR_NO_CONN, MQTT_ERR_SUCCESS
-from paho.mqtt.client import Client as PahoClient
 
-from devices.errors import BiogwError
 from gateway.backoff import BackoffPolicy, BackoffState
 from gateway.config import MqttSettings
-from gateway.errors import ConfigError
+from gateway.transport.mqtt_client import (
+    CONNECT_TIMEOUT_S,
+    ClientOptions,
+    TransportError,
+    TransportErrorKind,
+    client_options,
+    translate_error,
+)
+from gateway.transport.mqtt_codec import InvalidPublishError
+from gateway.transport.mqtt_data import DataConnection, DataRecord
 from gateway.transport.status import (
     DeviceStatus,
     GatewayState,
@@ -81,79 +76,11 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 _E = TypeVar("_E", bound=BaseException)
-_PAHO_LOG: Final = logging.getLogger(__name__ + ".paho")
-"""paho logs topics at DEBUG only."""
 
-CONNECT_TIMEOUT_S: Final = 10.0
 GOODBYE_S: Final = 2.0
-STATUS_PENDING: Final = 4096
-"""Status publishes (one per device) in flight before aiomqtt starts warning."""
 BATCH: Final = 128
 """Records published per pump pass before yielding to the loop."""
 DEFAULT_BACKOFF: Final = BackoffPolicy(initial_s=0.25, max_s=10.0, stable_s=30.0)
-_AUTH_CODES: Final = frozenset({4, 5, 134, 135, 140})
-"""CONNACK refusals meaning "who you are": 3.1.1 codes 4 and 5, and the MQTT 5 reason
-codes paho maps them to (0x86 bad user name or password, 0x87 not authorized, 0x8C bad
-authentication method)."""
-
-
-class TransportErrorKind(enum.StrEnum):
-    UNREACHABLE = "unreachable"
-    """No TCP connection (refused, no route, name not resolved)."""
-    TIMEOUT = "timeout"
-    TLS = "tls"
-    """Handshake or certificate verification failed, or TLS files unreadable."""
-    NOT_AUTHORIZED = "not_authorized"
-    REFUSED = "refused"
-    """Any other negative CONNACK."""
-    CONNECTION_LOST = "connection_lost"
-    PUBLISH_FAILED = "publish_failed"
-    PROTOCOL = "protocol"
-    """Anything else aiomqtt or paho reported."""
-
-
-class TransportError(BiogwError):
-    """The broker connection failed or ended. ``kind`` classifies it; ``code`` is the
-    MQTT or paho code when there is one. No topic or payload is kept."""
-
-    def __init__(self, kind: TransportErrorKind, code: int | None = None) -> None:
-        self.kind = kind
-        self.code = code
-        super().__init__(f"mqtt: {kind}" + (f" (code {code})" if code is not None else ""))
-
-
-def _code(rc: object) -> int | None:
-    value = getattr(rc, "value", rc)
-    return value if isinstance(value, int) else None
-
-
-def translate_error(exc: aiomqtt.MqttError, *, connected: bool = False) -> TransportError:
-    """The one place aiomqtt/paho errors become ``TransportError``; ``connected`` says
-    whether the connection had been up (then a socket error means it was lost). aiomqtt
-    raises connect failures ``from None`` but keeps the original as ``__context__``."""
-    if isinstance(exc, MqttConnectError):
-        code = _code(exc.rc)
-        kind = TransportErrorKind.NOT_AUTHORIZED if code in _AUTH_CODES else None
-        return TransportError(kind or TransportErrorKind.REFUSED, code)
-    if isinstance(exc, aiomqtt.MqttCodeError):
-        code = _code(exc.rc)
-        if code == MQTT_ERR_NO_CONN or exc.__cause__ is not None:
-            return TransportError(TransportErrorKind.CONNECTION_LOST, code)
-        return TransportError(TransportErrorKind.PUBLISH_FAILED, code)
-    origin = exc.__cause__ or exc.__context__
-    if connected and not isinstance(origin, TimeoutError):
-        return TransportError(
-            TransportErrorKind.CONNECTION_LOST, _code(getattr(origin, "rc", None))
-        )
-    if isinstance(origin, ssl.SSLError | ssl.CertificateError):
-        return TransportError(TransportErrorKind.TLS)
-    if isinstance(origin, FileNotFoundError | PermissionError | IsADirectoryError):
-        return TransportError(TransportErrorKind.TLS)  # only TLS setup reads files
-    if isinstance(origin, TimeoutError):
-        return TransportError(TransportErrorKind.TIMEOUT)
-    if isinstance(origin, OSError):
-        return TransportError(TransportErrorKind.UNREACHABLE, origin.errno)
-    return TransportError(TransportErrorKind.PROTOCOL)
 
 
 @contextlib.contextmanager
@@ -164,99 +91,11 @@ def _translated(*, connected: bool = True) -> Iterator[None]:
         raise translate_error(exc, connected=connected) from exc
 
 
-# -- connection arguments -----------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ClientOptions:
-    """Everything an ``aiomqtt.Client`` is built from (pure; ``client()`` builds one)."""
-
-    hostname: str
-    port: int
-    identifier: str
-    keepalive: int
-    will: aiomqtt.Will
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    tls_params: aiomqtt.TLSParameters | None = None
-    clean_session: bool = False
-    timeout_s: float = CONNECT_TIMEOUT_S
-
-    def client(self) -> aiomqtt.Client:
-        """A new client (call inside the running loop; one per connection attempt)."""
-        client = aiomqtt.Client(
-            self.hostname,
-            self.port,
-            username=self.username,
-            password=self.password,
-            identifier=self.identifier,
-            protocol=aiomqtt.ProtocolVersion.V311,
-            will=self.will,
-            clean_session=self.clean_session,
-            keepalive=self.keepalive,
-            timeout=self.timeout_s,
-            max_inflight_messages=0,  # unbounded in paho (its bound costs O(n) per ack);
-            tls_params=self.tls_params,  # the publisher's window is the bound
-            logger=_PAHO_LOG,
-            socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
-        )
-        # aiomqtt warns per call past this many pending; only status goes through it.
-        client.pending_calls_threshold = STATUS_PENDING
-        return client
-
-
-def client_options(
-    settings: MqttSettings, *, gateway_id: str, layout: TopicLayout | None = None
-) -> ClientOptions:
-    """The connection arguments for ``settings``. Raises ``ConfigError`` for TLS files
-    without ``tls``, a key without a certificate, or a password without a user name."""
-    problems = []
-    if not settings.tls and (settings.ca_file or settings.cert_file or settings.key_file):
-        problems.append("mqtt.ca_file/cert_file/key_file need mqtt.tls = true")
-    if settings.key_file is not None and settings.cert_file is None:
-        problems.append("mqtt.key_file needs mqtt.cert_file")
-    if settings.password is not None and settings.username is None:
-        problems.append("mqtt.password needs mqtt.username")
-    if problems:
-        raise ConfigError("mqtt", tuple(problems))
-    layout = layout or TopicLayout(settings.topic_prefix)
-    tls = None
-    if settings.tls:
-        tls = aiomqtt.TLSParameters(
-            ca_certs=str(settings.ca_file) if settings.ca_file else None,  # None: system store
-            certfile=str(settings.cert_file) if settings.cert_file else None,
-            keyfile=str(settings.key_file) if settings.key_file else None,
-            cert_reqs=ssl.CERT_REQUIRED,
-            tls_version=ssl.PROTOCOL_TLS_CLIENT,  # verifies the host name too
-        )
-    will = aiomqtt.Will(
-        layout.gateway_status(gateway_id),
-        encode_gateway_status(GatewayStatus(GatewayState.OFFLINE, OfflineCause.LOST)),
-        qos=1,
-        retain=True,
-    )
-    return ClientOptions(
-        hostname=settings.host,
-        port=settings.port,
-        identifier=f"biogw-{gateway_id}",
-        keepalive=settings.keepalive_s,
-        will=will,
-        username=settings.username,
-        password=settings.password.get_secret_value() if settings.password else None,
-        tls_params=tls,
-    )
-
-
 # -- the spool seam -------------------------------------------------------------------------
 
 
-class OutboundRecord(Protocol):
-    @property
-    def seq(self) -> int: ...
-    @property
-    def topic(self) -> str: ...
-    @property
-    def payload(self) -> bytes: ...
+OutboundRecord = DataRecord
+"""A spooled record as the publisher reads it (``seq``, ``topic``, ``payload``)."""
 
 
 class OutboundSpool(Protocol):
@@ -265,6 +104,7 @@ class OutboundSpool(Protocol):
     def commit(self) -> None: ...
     def pending(self, after_seq: int, limit: int) -> Sequence[OutboundRecord]: ...
     def ack(self, seq: int) -> None: ...
+    def ack_many(self, seqs: Iterable[int]) -> int: ...
 
 
 class ConnectionState(enum.StrEnum):
@@ -281,7 +121,7 @@ class PublisherStats:
 
     state: ConnectionState
     published: int
-    """PUBLISH packets handed to paho (re-sends included)."""
+    """PUBLISH packets written to the data connection (re-sends included)."""
     acked: int
     in_flight: int
     """Published and not yet acknowledged."""
@@ -292,56 +132,13 @@ class PublisherStats:
     abandoned: int
     """Publishes cancelled by a lost connection (re-sent from the spool afterwards)."""
     rejected: int
-    """Records paho refused outright (invalid topic or size): logged, counted, acked."""
+    """Records that can never be published (invalid topic, too large): logged, counted,
+    acked."""
     status_published: int
     last_error: TransportErrorKind | None
 
 
 # -- the publisher --------------------------------------------------------------------------
-
-
-class _Outbox:
-    """Data publishes on one connection, at paho level: ``publish`` hands PUBLISH packets
-    to paho in call order (so ``seq`` order on the wire) with no task or future per
-    message; the PUBACK callback only records the ``seq`` and wakes the pump, which acks
-    the spool (so a spool error surfaces in a task, not inside paho's read loop).
-
-    aiomqtt 2.x keeps its paho client as ``Client._client``; this is the one place that
-    reaches for it. Its own ``on_publish`` (which completes ``Client.publish``, used for
-    status messages) is chained."""
-
-    def __init__(self, client: aiomqtt.Client, wake: Callable[[], None]) -> None:
-        paho = getattr(client, "_client", None)
-        if not isinstance(paho, PahoClient):
-            raise TransportError(TransportErrorKind.PROTOCOL)  # an aiomqtt without paho
-        self._paho = paho
-        self._wake = wake
-        self._chained = paho.on_publish
-        self._mids: dict[int, int] = {}  # paho message id -> spool seq
-        self.acked: list[int] = []
-        paho.on_publish = self._on_publish
-
-    @property
-    def in_flight(self) -> int:
-        return len(self._mids)
-
-    def publish(self, record: OutboundRecord) -> None:
-        """Raises ``ValueError`` for a record paho refuses (bad topic, too large)."""
-        info = self._paho.publish(record.topic, record.payload, qos=1)
-        if info.rc != MQTT_ERR_SUCCESS:
-            lost = info.rc == MQTT_ERR_NO_CONN
-            kind = TransportErrorKind.CONNECTION_LOST if lost else TransportErrorKind.PUBLISH_FAILED
-            raise TransportError(kind, int(info.rc))
-        self._mids[info.mid] = record.seq
-
-    def _on_publish(self, client: PahoClient, userdata: object, mid: int, *rest: Any) -> None:
-        seq = self._mids.pop(mid, None)
-        if seq is None:
-            if self._chained is not None:  # aiomqtt's: completes Client.publish
-                self._chained(client, userdata, mid, *rest)
-        else:
-            self.acked.append(seq)
-            self._wake()
 
 
 def _wall_ms() -> int:
@@ -385,7 +182,7 @@ class MqttPublisher:
         self._devices: dict[str, bytes] = {}  # device status topic -> payload (b"": clear)
         self._dirty: set[str] = set()
         self._uncommitted_acks = 0
-        self._outbox: _Outbox | None = None
+        self._data: DataConnection | None = None
         self._stack: AsyncExitStack | None = None
         self._task: asyncio.Task[None] | None = None
         self._state = ConnectionState.WAITING
@@ -423,7 +220,7 @@ class MqttPublisher:
     def stats(self) -> PublisherStats:
         return PublisherStats(
             state=self._state,
-            in_flight=self._outbox.in_flight if self._outbox else 0,
+            in_flight=self._data.in_flight if self._data else 0,
             reconnects=max(0, self._n["connects"] - 1),
             last_error=self._last_error,
             **self._n,
@@ -505,21 +302,30 @@ class MqttPublisher:
                     _log.warning("%s: connection ended: %s", self._name, str(err))
             finally:
                 self._connected.clear()
-                if self._outbox is not None:
-                    self._n["abandoned"] += self._outbox.in_flight  # re-sent from the spool
-                    self._outbox = None
+                data, self._data = self._data, None
+                if data is not None:
+                    self._n["abandoned"] += data.in_flight  # re-sent from the spool
+                    self._take_acks(data)  # PUBACKs that came before the end
 
     async def _connection(self) -> None:
         """One connection, CONNECT to its end. Ends with ``TransportError`` (or, when
         cancelled, with a goodbye status first)."""
         async with AsyncExitStack() as stack:
             client = await self._connect(stack)
-            self._outbox = outbox = _Outbox(client, self._work.set)
+            try:
+                data = await DataConnection.open(self._options, wake=self._work.set)
+            except asyncio.CancelledError:
+                await self._goodbye(client)
+                raise
+            stack.push_async_callback(data.close)  # DISCONNECT first, then the control's
+            self._data = data
             self._on_connected()
             try:
                 async with asyncio.TaskGroup() as group:
                     group.create_task(self._watch(client), name=f"{self._name}.watch")
-                    group.create_task(self._pump(client, outbox, group), name=f"{self._name}.pump")
+                    group.create_task(data.receive(), name=f"{self._name}.data.receive")
+                    group.create_task(data.keepalive(), name=f"{self._name}.data.keepalive")
+                    group.create_task(self._pump(client, data, group), name=f"{self._name}.pump")
             except BaseExceptionGroup as eg:
                 transport, rest = eg.split(TransportError)
                 if rest is None and transport is not None:
@@ -562,7 +368,7 @@ class MqttPublisher:
         raise TransportError(TransportErrorKind.CONNECTION_LOST)
 
     async def _pump(
-        self, client: aiomqtt.Client, outbox: _Outbox, group: asyncio.TaskGroup
+        self, client: aiomqtt.Client, data: DataConnection, group: asyncio.TaskGroup
     ) -> None:
         online = encode_gateway_status(GatewayStatus(GatewayState.ONLINE, at_ms=self._wall_ms()))
         with _translated():
@@ -572,44 +378,37 @@ class MqttPublisher:
         while True:
             await self._work.wait()
             self._work.clear()
-            self._take_acks(outbox)
+            self._take_acks(data)
             for topic in self._dirty:
                 group.create_task(self._send_status(client, topic), name=f"{self._name}.status")
             self._dirty = set()
-            room = min(self._window - outbox.in_flight, BATCH)
+            room = min(self._window - data.in_flight, BATCH)
             batch = self._spool.pending(after, room) if room > 0 else ()
-            for record in batch:
-                self._publish(outbox, record)
             if batch:
+                self._n["published"] += data.publish(batch, self._reject)
                 after = batch[-1].seq
                 self._idle.clear()
+                await data.drain()
                 if len(batch) == BATCH:
                     self._work.set()  # maybe more: go on after letting the loop run
-            elif outbox.in_flight == 0 and self._uncommitted_acks == 0:
+            elif data.in_flight == 0 and self._uncommitted_acks == 0:
                 self._idle.set()
 
-    def _publish(self, outbox: _Outbox, record: OutboundRecord) -> None:
-        try:
-            outbox.publish(record)
-        except ValueError as exc:  # can never be published: count, log, drop
-            self._n["rejected"] += 1
-            _log.error(
-                "%s: record %d rejected by the MQTT client: %s", self._name, record.seq, str(exc)
-            )
-            self._spool.ack(record.seq)
-            self._uncommitted_acks += 1
-        else:
-            self._n["published"] += 1
+    def _reject(self, record: OutboundRecord, exc: InvalidPublishError) -> None:
+        """A record that can never be published: count, log, drop."""
+        self._n["rejected"] += 1
+        _log.error("%s: record %d cannot be published: %s", self._name, record.seq, exc.reason)
+        self._spool.ack(record.seq)
+        self._uncommitted_acks += 1
 
-    def _take_acks(self, outbox: _Outbox) -> None:
-        if not outbox.acked:
+    def _take_acks(self, data: DataConnection) -> None:
+        if not data.acked:
             return
-        acked, outbox.acked = outbox.acked, []
-        for seq in acked:
-            self._spool.ack(seq)
+        acked, data.acked = data.acked, []
+        self._spool.ack_many(acked)
         self._n["acked"] += len(acked)
         self._uncommitted_acks += len(acked)
-        if outbox.in_flight == 0:
+        if data.in_flight == 0:
             self._commit_needed.set()  # all caught up: make the acks durable now
 
     async def _send_status(self, client: aiomqtt.Client, topic: str) -> None:

@@ -32,6 +32,7 @@ import enum
 import logging
 import os
 import sqlite3
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -76,6 +77,10 @@ PRAGMA user_version = {SCHEMA_VERSION};
 _SIZE: Final = "length(CAST(topic AS BLOB)) + length(payload)"
 _INSERT: Final = "INSERT INTO spool (seq, klass, topic, payload) VALUES (?, ?, ?, ?)"
 _DELETE: Final = f"DELETE FROM spool WHERE seq = ? RETURNING klass, {_SIZE}"
+_HELD_IN: Final = (
+    f"SELECT klass, count(*), sum({_SIZE}) FROM spool WHERE seq BETWEEN ? AND ? GROUP BY klass"
+)
+_DELETE_RANGE: Final = "DELETE FROM spool WHERE seq BETWEEN ? AND ?"
 _PENDING: Final = (
     "SELECT seq, klass, topic, payload FROM spool WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
 )
@@ -443,6 +448,27 @@ class Spool:
             self._held_records[klass] -= 1
             self._held_bytes[klass] -= size
 
+    def ack_many(self, seqs: Iterable[int]) -> int:
+        """``ack`` for many seqs at once (the publisher's batch of PUBACKs); returns how
+        many records were deleted. Consecutive seqs are deleted as one range (a range
+        statement, not one DELETE per seq: acks arrive in seq order, so a batch is
+        usually one range)."""
+        self._check_open()
+        deleted = 0
+        for lo, hi in _runs(seqs, self._committed_max):
+            held = self._execute(_HELD_IN, (lo, hi)).fetchall()
+            if not held:
+                continue
+            self._execute(_DELETE_RANGE, (lo, hi))
+            for klass, count, size in held:
+                self._held_records[klass] -= count
+                self._held_bytes[klass] -= size
+                deleted += count
+        if deleted:
+            self._counts["acked"] += deleted
+            self._dirty = True
+        return deleted
+
     # -- internals -------------------------------------------------------------------
 
     def _check_open(self) -> None:
@@ -524,6 +550,21 @@ class Spool:
             self._recount()
         _log.error("spool %s: %s", self._path, error)
         return error
+
+
+def _runs(seqs: Iterable[int], limit: int) -> Iterator[tuple[int, int]]:
+    """Maximal ranges ``(lo, hi)`` of consecutive integers among ``seqs`` (deduplicated,
+    any order) that are ``<= limit``."""
+    ordered = sorted({s for s in seqs if s <= limit})
+    if not ordered:
+        return
+    lo = hi = ordered[0]
+    for seq in ordered[1:]:
+        if seq != hi + 1:
+            yield lo, hi
+            lo = seq
+        hi = seq
+    yield lo, hi
 
 
 _EVENT_COUNTERS: Final = (

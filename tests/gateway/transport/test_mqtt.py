@@ -131,6 +131,7 @@ def publisher(
 ) -> MqttPublisher:
     settings = endpoint.settings(topic_prefix=ns.prefix, max_inflight=64)
     ns.retained.append(TopicLayout(ns.prefix).gateway_status(ns.gateway_id))
+    ns.sessions.append(f"biogw-{ns.gateway_id}-data")  # the data connection's session
     return MqttPublisher(spool, settings=settings, gateway_id=ns.gateway_id, **kwargs)  # type: ignore[arg-type]
 
 

@@ -92,6 +92,27 @@ def test_pending_excludes_uncommitted_appends_and_pages(tmp_path: Path) -> None:
         assert [r.seq for r in _all(spool)] == [*first, later]
 
 
+def test_ack_many_deletes_committed_runs_and_ignores_the_rest(tmp_path: Path) -> None:
+    """Batch acks (the publisher's path): any order, duplicates, gaps, unknown and
+    uncommitted seqs; only committed, held records are deleted and counted, durably."""
+    with Spool(tmp_path, max_bytes=1 << 20) as spool:
+        seqs = [spool.append(f"t/{i}", _payload(i, 10), RESEARCH if i % 2 else CLINICAL)
+                for i in range(10)]  # fmt: skip
+        spool.commit()
+        late = spool.append("t/late", b"z", CLINICAL)  # not committed: never published
+        acked = [seqs[5], seqs[1], seqs[2], seqs[2], seqs[3], seqs[8], late, 10_000, -1]
+        assert spool.ack_many(acked) == 5
+        assert spool.ack_many([seqs[1], seqs[8]]) == 0  # already acked
+        assert spool.ack_many([]) == 0
+        left = [seqs[0], seqs[4], seqs[6], seqs[7], seqs[9]]
+        assert [r.seq for r in _all(spool)] == left
+        c = spool.counters
+        assert (c.acked, c.records, c.clinical_records, c.research_records) == (5, 6, 4, 2)
+        assert c.bytes == 5 * (3 + 10) + (6 + 1)
+    with Spool(tmp_path, max_bytes=1 << 20) as spool:  # the acks were committed on close
+        assert [r.seq for r in _all(spool)] == [*left, late]
+
+
 def test_commit_without_changes_is_not_counted(tmp_path: Path) -> None:
     with Spool(tmp_path, max_bytes=1 << 20) as spool:
         spool.commit()
@@ -384,6 +405,17 @@ class SpoolModel(RuleBasedStateMachine):
             del self.held[seq]
             self.events["acked"] += 1
             self.dirty = True
+
+    @rule(data=st.data())
+    def ack_many(self, data: st.DataObject) -> None:
+        known = st.sampled_from(sorted(self.held)) if self.held else st.nothing()
+        seqs = data.draw(st.lists(known | st.integers(-2, 80), max_size=12))
+        gone = {s for s in seqs if s <= self.committed_max and s in self.held}
+        assert self.spool.ack_many(seqs) == len(gone)
+        for seq in gone:
+            del self.held[seq]
+        self.events["acked"] += len(gone)
+        self.dirty = self.dirty or bool(gone)
 
     @rule(after=st.integers(0, 80), limit=st.integers(0, 5))
     def page(self, after: int, limit: int) -> None:
