@@ -108,7 +108,7 @@ class DeviceStream:
         device_key: str,
         queue_size: int = 4096,
         clock_ns: Callable[[], int] = time.time_ns,
-        stop_timeout_s: float = 5.0,
+        stop_timeout_s: float = 2.0,
     ) -> None:
         self.client = client
         self.profile = profile
@@ -155,18 +155,20 @@ class DeviceStream:
         queued here, so ``drain()`` afterwards sees the whole stream."""
         if not self.client.is_connected:
             return
-        for command in self.profile.stop_commands:
-            try:
-                async with asyncio.timeout(self.stop_timeout_s):
+        try:
+            # One bound for all of them: on the way out (also on cancellation, e.g. a
+            # gateway shutting down mid-handshake) a silent device must not hold us up.
+            async with asyncio.timeout(self.stop_timeout_s):
+                for command in self.profile.stop_commands:
                     await self.client.write_gatt_char(
                         command.characteristic, command.data, response=command.with_response
                     )
-            except (BleakError, BiogwError, TimeoutError) as exc:  # best effort on the way out
-                logger.info(
-                    "device %s: stop command not delivered (%s)",
-                    self.device_key,
-                    type(exc).__name__,
-                )
+        except (BleakError, BiogwError, TimeoutError) as exc:  # best effort on the way out
+            logger.info(
+                "device %s: stop commands not delivered (%s)",
+                self.device_key,
+                type(exc).__name__,
+            )
 
     async def __aexit__(
         self,

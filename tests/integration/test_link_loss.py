@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 
 from devices.frame import StreamKind
-from devices.profiles import GARMENT_PROFILE
+from devices.garment.profile import GARMENT_PROFILE
 from devices.sim.fleet import SimulatedFleet
 from devices.sim.radio import VirtualRadio
 from devices.sim.sentlog import Outcome, SentLog
