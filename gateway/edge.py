@@ -34,7 +34,7 @@ import asyncio
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 from uuid import UUID
 
 import psycopg
@@ -57,6 +57,8 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
+_CONTACT_SUPPORTED: Final = int(Quality.CONTACT_SUPPORTED)
+_NO_CONTACT: Final = int(Quality.NO_CONTACT)
 
 
 class Outbox(Protocol):
@@ -232,10 +234,18 @@ class EdgePipeline:
         for gap in device.gaps.observe(frame):
             self._gap(device_key, device, gap)
         if frame.timebase is Timebase.DEVICE:
-            frame = replace(
-                frame,
-                time_ns=self._model.to_utc(device.clock, frame.time_ns),
-                timebase=Timebase.UTC,
+            frame = Frame(  # positional: a third of the cost of dataclasses.replace
+                frame.device_key,
+                frame.stream,
+                self._model.to_utc(device.clock, frame.time_ns),
+                Timebase.UTC,
+                frame.samples,
+                frame.unit,
+                frame.fs_hz,
+                frame.offsets_ns,
+                frame.sequence,
+                frame.quality,
+                frame.channels,
             )
         counters = self.counters
         counters.frames += 1
@@ -280,8 +290,8 @@ class EdgePipeline:
             battery = min(100, max(0, round(float(frame.samples[-1]))))
             if status is None or status.battery_pct != battery:
                 self._set_status(device_key, device, battery_pct=battery)
-        elif frame.quality & Quality.CONTACT_SUPPORTED:
-            contact = not frame.quality & Quality.NO_CONTACT
+        elif int(frame.quality) & _CONTACT_SUPPORTED:  # int: IntFlag & costs an enum build
+            contact = not int(frame.quality) & _NO_CONTACT
             if status is None or status.skin_contact != contact:
                 self._set_status(device_key, device, skin_contact=contact)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
@@ -35,6 +36,8 @@ from devices.garment.spec import (
     rate_code,
 )
 
+_SKIN_CONTACT: Final = int(FrameFlags.SKIN_CONTACT)  # ints: IntFlag arithmetic is slow
+_CONTACT_SUPPORTED: Final = int(FrameFlags.CONTACT_SUPPORTED)
 _KIND = "garment.data"
 _HEADER = struct.Struct(HEADER_FORMAT)
 _MAX_COUNT = 255
@@ -262,7 +265,7 @@ def _decode_header(data: bytes | bytearray | memoryview) -> _Header:
         raise FrameDecodeError(_KIND, "bad_rate", f"{rate_id} for {stream.name}")
     if flags & FRAME_FLAGS_RESERVED:
         raise FrameDecodeError(_KIND, "bad_flags", f"reserved bits {flags:#04x}")
-    if flags & FrameFlags.SKIN_CONTACT and not flags & FrameFlags.CONTACT_SUPPORTED:
+    if flags & _SKIN_CONTACT and not flags & _CONTACT_SUPPORTED:
         raise FrameDecodeError(_KIND, "bad_flags", "contact without contact support")
     if n == 0:
         raise FrameDecodeError(_KIND, "empty", "sample count 0")

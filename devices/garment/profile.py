@@ -43,8 +43,7 @@ _WRAP: Final = 1 << 32
 _HALF: Final = 1 << 31
 
 
-def frame_quality(flags: FrameFlags) -> Quality:
-    """Map a data frame's flags onto the gateway's quality flags (every bit honoured)."""
+def _frame_quality(flags: int) -> Quality:
     quality = Quality.NONE
     if flags & FrameFlags.CONTACT_SUPPORTED:
         quality |= Quality.CONTACT_SUPPORTED
@@ -57,6 +56,15 @@ def frame_quality(flags: FrameFlags) -> Quality:
     if flags & FrameFlags.SENSOR_FAULT:
         quality |= Quality.DEVICE_ERROR
     return quality
+
+
+_QUALITY_BY_FLAGS: Final = tuple(_frame_quality(flags) for flags in range(256))
+"""Every flags byte's quality, computed once (flag arithmetic on enums is slow)."""
+
+
+def frame_quality(flags: FrameFlags | int) -> Quality:
+    """Map a data frame's flags onto the gateway's quality flags (every bit honoured)."""
+    return _QUALITY_BY_FLAGS[int(flags) & 0xFF]
 
 
 class GarmentDecoder:

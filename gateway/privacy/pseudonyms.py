@@ -61,6 +61,7 @@ DATESHIFT_PURPOSE: Final = "dateshift"
 
 _DOMAIN_RE: Final = re.compile(r"[a-z][a-z0-9-]{0,31}")
 _PSEUDONYM_RE: Final = re.compile(r"ps1\.([a-z][a-z0-9-]{0,31})\.e([1-9][0-9]*)\.([a-z2-7]{32})")
+_TEXT_CACHE_MAX: Final = 100_000
 _SHIFT_CHOICES: Final = tuple(w for w in range(-MAX_SHIFT_WEEKS, MAX_SHIFT_WEEKS + 1) if w)
 
 
@@ -110,10 +111,22 @@ class Pseudonymizer:
         self._store = keystore
         self._keys: dict[tuple[str, int], bytes] = {}
         self._current: dict[str, int] = {}
+        self._texts: dict[tuple[uuid.UUID, str, int], str] = {}
+        """Pseudonyms already computed (the router asks for one per research frame);
+        cleared with the keys they came from."""
 
     def pseudonym(self, subject_id: uuid.UUID, domain: str, *, epoch: int | None = None) -> str:
         """The subject's pseudonym in ``domain`` (current epoch unless one is given)."""
-        return str(self.pseudonym_of(subject_id, domain, epoch=epoch))
+        use = self._current.get(domain) if epoch is None else epoch
+        if use is not None:
+            text = self._texts.get((subject_id, domain, use))
+            if text is not None:
+                return text
+        value = self.pseudonym_of(subject_id, domain, epoch=epoch)
+        if len(self._texts) >= _TEXT_CACHE_MAX:
+            self._texts.clear()
+        text = self._texts[(subject_id, domain, value.epoch)] = str(value)
+        return text
 
     def pseudonym_of(
         self, subject_id: uuid.UUID, domain: str, *, epoch: int | None = None
@@ -170,6 +183,7 @@ class Pseudonymizer:
             raise KeyStoreError("current_epoch", key_id, "rotate before destroying")
         self._store.destroy(key_id)
         self._keys.pop((domain, epoch), None)
+        self._texts.clear()
         _log.info("pseudonym domain %s epoch %d destroyed", domain, epoch)
 
     def refresh(self) -> None:
@@ -177,6 +191,7 @@ class Pseudonymizer:
         another process sharing the key store."""
         self._current.clear()
         self._keys.clear()
+        self._texts.clear()
 
     def _key(self, domain: str, epoch: int) -> bytes:
         key = self._keys.get((domain, epoch))

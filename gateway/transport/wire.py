@@ -115,6 +115,9 @@ class WireFlags(enum.IntFlag):
     """A u64 device sequence number is present."""
 
 
+_LE_F8: Final = np.dtype("<f8")
+_SEQUENCE_FLAG: Final = int(WireFlags.SEQUENCE)  # ints: IntFlag arithmetic is slow
+_OFFSETS_FLAG: Final = int(WireFlags.OFFSETS)
 _KNOWN_FLAGS: Final = int(WireFlags.OFFSETS | WireFlags.SEQUENCE)
 _KNOWN_QUALITY: Final = int(
     Quality.CONTACT_SUPPORTED
@@ -205,14 +208,18 @@ def _encode_frame_part(kind: MessageKind, f: _FrameFields) -> tuple[int, bytes]:
         )
     ]
     if f.sequence is not None:
-        flags |= WireFlags.SEQUENCE
+        flags |= _SEQUENCE_FLAG
         parts.append(_U64.pack(f.sequence))
     if f.fs_hz is not None:
         parts.append(_F64.pack(f.fs_hz))
-    parts.extend(_short_str(kind, ch, "channel name") for ch in f.channels)
-    parts.append(np.ascontiguousarray(f.samples, dtype="<f8").tobytes())
+    if f.channels:
+        parts.extend([_short_str(kind, ch, "channel name") for ch in f.channels])
+    samples = f.samples
+    if samples.dtype != _LE_F8 or not samples.flags.c_contiguous:
+        samples = np.ascontiguousarray(samples, dtype=_LE_F8)
+    parts.append(samples.tobytes())
     if f.offsets_ns is not None:
-        flags |= WireFlags.OFFSETS
+        flags |= _OFFSETS_FLAG
         parts.append(np.ascontiguousarray(f.offsets_ns, dtype="<i8").tobytes())
     return flags, b"".join(parts)
 

@@ -118,6 +118,20 @@ def test_destroyed_epoch_cannot_be_recomputed(pseudonymizer: Pseudonymizer) -> N
     assert pseudonymizer.rotate("research") == 3
 
 
+def test_cached_pseudonyms_go_with_an_epoch_destroyed_elsewhere(store: FileKeyStore) -> None:
+    gateway, officer = Pseudonymizer(store), Pseudonymizer(store)
+    first = gateway.pseudonym(SUBJECT, "research")
+    assert gateway.pseudonym(SUBJECT, "research") == first  # served from the cache
+    officer.rotate("research")
+    officer.destroy_epoch("research", 1)
+    gateway.refresh()
+    second = gateway.pseudonym(SUBJECT, "research")
+    assert second != first
+    assert ".e2." in second
+    with pytest.raises(KeyDestroyedError):
+        gateway.pseudonym(SUBJECT, "research", epoch=1)
+
+
 def test_current_epoch_cannot_be_destroyed(pseudonymizer: Pseudonymizer) -> None:
     pseudonymizer.pseudonym(SUBJECT, "research")
     with pytest.raises(KeyStoreError) as info:
