@@ -198,6 +198,7 @@ class DeviceSession:
         backoff = BackoffState()
         lost_at_s = float("-inf")
         while True:
+            _raise_if_cancelled()
             delay = self._policy.delay_s(backoff, self._rng.random())
             if delay > 0:
                 self._set(SessionState.BACKOFF)
@@ -252,6 +253,7 @@ class DeviceSession:
         dropped_before = self.counters.dropped_notifications
         try:
             async with stream:
+                _raise_if_cancelled()
                 self._set(SessionState.STREAMING)
                 await self._sink.put(LinkEvent(self.device_key, True, self._clock.time_ns()))
                 reason = await self._until_down(stream, lost, dropped_before)
@@ -321,3 +323,14 @@ class DeviceSession:
                 )
                 return
             await self._clock.sleep(max(0.05, (limit_ns - idle_ns) / 1e9))
+
+
+def _raise_if_cancelled() -> None:
+    """Re-raise a cancellation that a library swallowed. Python 3.11's ``asyncio.wait_for``
+    (used by bumble for every ATT request) drops a cancellation that arrives as the
+    awaited response completes (CPython gh-86296, fixed in 3.12); the request comes back
+    normally but the task stays marked as cancelling. Checked at the points a session
+    would otherwise go on to wait for a long time."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+
+import pytest
 
 from devices.profiles import match_profile
 from devices.sim.fleet import SimulatedFleet
@@ -155,3 +158,35 @@ async def test_devices_beyond_the_slot_budget_queue() -> None:
             assert sum(s.counters.connect_failures for s in sessions) == 0
             for task in tasks:
                 task.cancel()
+
+
+async def test_a_swallowed_cancellation_is_raised_again() -> None:
+    from gateway.ble.session import _raise_if_cancelled
+
+    async def body() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        # What Python 3.11's asyncio.wait_for does when the response wins the race:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0)
+        _raise_if_cancelled()
+
+    task = asyncio.ensure_future(body())
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+@pytest.mark.timeout(90)
+async def test_cancelling_sessions_mid_handshake_always_finishes_promptly() -> None:
+    rng = random.Random(7)
+    for _ in range(12):
+        async with rig(2) as r:
+            sink, slots = Collect(), SlotBudget(4)
+            sessions = [await _session(r, m.address, sink, slots) for m in r.fleet.devices]
+            tasks = [asyncio.ensure_future(s.run()) for s in sessions]
+            await asyncio.sleep(rng.uniform(0.06, 0.18))  # inside connect/subscribe/start
+            for task in tasks:
+                task.cancel()
+            _, pending = await asyncio.wait(tasks, timeout=4.0)
+            assert not pending, [s.state for s in sessions]
