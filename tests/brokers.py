@@ -133,6 +133,7 @@ class MosquittoBroker:
         *,
         tls: TlsFiles | None = None,
         users: dict[str, str] | None = None,
+        acl_file: Path | None = None,
     ) -> None:
         if MOSQUITTO is None:
             raise RuntimeError("no mosquitto binary")
@@ -158,6 +159,8 @@ class MosquittoBroker:
             ]
         if users:
             lines += [f"password_file {self._password_file(users)}", "allow_anonymous false"]
+        if acl_file is not None:
+            lines.append(f"acl_file {acl_file}")
         else:
             lines.append("allow_anonymous true")
         self._config = self._dir / "mosquitto.conf"
