@@ -312,6 +312,8 @@ class Spool:
         self._closed = False
         self._warned_full = False
         self._txn_appends = 0
+        self._rows: list[tuple[int, int, str, bytes]] = []
+        """Appends not yet inserted (``_write_rows``: at commit or before an eviction)."""
         self._dirty = False  # the open transaction changed something
         self._counts = dict.fromkeys(_EVENT_COUNTERS, 0)
         self._held_records = [0, 0, 0, 0]  # by SpoolClass value (index 0 unused)
@@ -388,8 +390,9 @@ class Spool:
     # -- the API ---------------------------------------------------------------------
 
     def append(self, topic: str, payload: bytes, klass: SpoolClass) -> int:
-        """Write one message into the open transaction and return its ``seq``. Raises
-        ``SpoolFullError`` when the size policy refuses it (see the module docstring)."""
+        """Add one message to the open transaction (buffered; inserted at the next commit
+        or eviction) and return its ``seq``. Raises ``SpoolFullError`` when the size
+        policy refuses it (see the module docstring)."""
         self._check_open()
         klass = SpoolClass(klass)
         size = len(topic.encode()) + len(payload)
@@ -399,7 +402,7 @@ class Spool:
         elif klass is not SpoolClass.CONTROL:
             self._warned_full = False
         seq = self._next_seq
-        self._execute(_INSERT, (seq, int(klass), topic, payload))
+        self._rows.append((seq, int(klass), topic, payload))  # written by _write_rows
         self._next_seq = seq + 1
         self._txn_appends += 1
         self._dirty = True
@@ -412,6 +415,7 @@ class Spool:
         """Make every append and ack so far durable, in one transaction. A no-op when
         nothing is pending."""
         self._check_open()
+        self._write_rows()
         if not self._conn.in_transaction:
             return
         try:
@@ -483,6 +487,20 @@ class Spool:
         except sqlite3.Error as exc:
             raise self._fail(exc) from exc
 
+    def _write_rows(self) -> None:
+        """Insert the appends buffered since the last call, in one ``executemany`` (a
+        third of the cost of one INSERT per append); they join the open transaction."""
+        rows = self._rows
+        if not rows:
+            return
+        self._rows = []
+        try:
+            if not self._conn.in_transaction:
+                self._conn.execute("BEGIN")
+            self._conn.executemany(_INSERT, rows)
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from exc
+
     def _make_room(self, klass: SpoolClass, size: int, limit: int) -> None:
         """Evict the oldest research records so that ``size`` more bytes fit in ``limit``,
         or refuse (count, raise) without evicting anything if even that cannot suffice."""
@@ -500,6 +518,7 @@ class Spool:
                 self._warned_full = True
             raise SpoolFullError(self._path, klass, size, fixed, limit)
         need = held + size - limit
+        self._write_rows()  # buffered research appends may be the oldest to go
         freed = count = last = 0
         try:
             rows = self._conn.execute(_OLDEST_RESEARCH)
@@ -541,6 +560,7 @@ class Spool:
     def _fail(self, exc: sqlite3.Error) -> SpoolError:
         """Back to the last committed state after an SQLite error; the error to raise."""
         lost, self._txn_appends, self._dirty = self._txn_appends, 0, False
+        self._rows = []
         self._counts["storage_errors"] += 1
         if self._conn.in_transaction:
             with contextlib.suppress(sqlite3.Error):  # the error above is the one reported

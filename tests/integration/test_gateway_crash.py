@@ -46,6 +46,21 @@ from tests.gateway.store.consent_factory import grant
 
 GARMENTS = 2
 MASTER_KEY = "5a" * 32
+METRICS = (
+    "biogw_edge_frames_total",
+    "biogw_edge_samples_total",
+    "biogw_gaps_total",
+    "biogw_notifications_dropped_total",
+    "biogw_decode_errors_total",
+    "biogw_edge_queue_depth",
+    "biogw_spool_bytes",
+    "biogw_spool_records",
+    "biogw_link_losses_total",
+    "biogw_connects_total",
+    "biogw_mqtt_reconnects_total",
+)
+"""The issue's metrics (frames, samples, gaps, drops, queue depths, spool size,
+reconnects): every one is served by the running gateway."""
 BOUNDARY_NS = 1_000_000_000
 """Frames sampled this long after the broker stopped cannot have been in flight at the stop."""
 READY = re.compile(r"metrics http://([\d.]+):(\d+)/metrics")
@@ -105,9 +120,13 @@ class Gateway:
             self.proc.wait(30)
 
 
-def _metric(url: str, name: str) -> float:
+def _scrape(url: str) -> str:
     with urllib.request.urlopen(url, timeout=5) as response:  # our own loopback
-        text = response.read().decode()
+        return str(response.read().decode())
+
+
+def _metric(url: str, name: str) -> float:
+    text = _scrape(url)
     match = re.search(rf"^{name} ([0-9.e+]+)$", text, re.MULTILINE)
     return float(match.group(1)) if match else 0.0
 
@@ -171,6 +190,10 @@ async def test_kill_9_while_the_broker_is_down_loses_nothing_spooled(
             gateway.start()
             url = await gateway.metrics_url()
             await until(lambda: len(messages) >= 40, 60)  # both garments flowing
+            exposition = _scrape(url)
+            for name in METRICS:
+                assert re.search(rf"^{name}(\{{| )", exposition, re.MULTILINE), name
+            assert _metric(url, "biogw_edge_frames_total") > 0
             broker.stop()
             stopped_ns = time.time_ns()
             await subscriber_settled(subscriber)

@@ -191,11 +191,13 @@ if mode == "acks":
     spool.commit()
     for seq in seqs[committed // 2 :]:
         spool.ack(seq)  # never committed
-# More than SQLite's page cache (2 MiB), so uncommitted pages spill into the WAL.
-for i in range(committed, committed + 6000):
+# More than SQLite's page cache (2 MiB), inserted into the open transaction (appends are
+# buffered until a commit or an eviction writes them; write them now), so uncommitted
+# pages spill into the WAL before the kill.
+for i in range(committed, committed + 5000):
     spool.append(f"t/{i}", payload(i), klass(i))
-    if i == committed + 5000:
-        os.kill(os.getpid(), signal.SIGKILL)
+spool._write_rows()
+os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
