@@ -250,13 +250,18 @@ class Broker:
         return MqttSettings(host=self.host, port=self.port, topic_prefix=self.prefix)
 
     async def clean(self) -> None:
-        """Drop the publisher's persistent session and its retained status."""
+        """Drop the publisher's persistent sessions (control and data) and its retained
+        status."""
         topic = TopicLayout(self.prefix).gateway_status(self.gateway_id)
         identifier = f"biogw-{self.gateway_id}"
         async with aiomqtt.Client(
             self.host, self.port, identifier=identifier, clean_session=True
         ) as client:
             await client.publish(topic, b"", qos=1, retain=True)
+        async with aiomqtt.Client(
+            self.host, self.port, identifier=f"{identifier}-data", clean_session=True
+        ):
+            pass
 
 
 async def publish_all(spool: Spool, broker: Broker) -> Timing:
