@@ -38,7 +38,8 @@ from gateway.config import Settings
 from gateway.edge import DatabaseSubjectDirectory, EdgePipeline
 from gateway.errors import ConfigError
 from gateway.gateway_metrics import gateway_sources
-from gateway.metrics import GatewayMetrics, serve_metrics
+from gateway.metrics import GatewayMetrics
+from gateway.metrics_http import serve_metrics
 from gateway.privacy import DateShifter, Pseudonymizer
 from gateway.privacy.keystore import FileKeyStore
 from gateway.router import Router

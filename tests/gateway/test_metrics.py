@@ -27,7 +27,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.ble.stream import StreamCounters
 from gateway.metrics import (
-    MAX_REQUEST_BYTES,
     DataclassSource,
     FieldMetric,
     FunctionSource,
@@ -35,9 +34,9 @@ from gateway.metrics import (
     MetricsError,
     RouterSource,
     Sample,
-    serve_metrics,
     stream_source,
 )
+from gateway.metrics_http import MAX_REQUEST_BYTES, serve_metrics
 from gateway.router import Path, RouterCounters
 
 MAC_RE = re.compile(r"(?:[0-9A-F]{2}[:-]){5}[0-9A-F]{2}", re.IGNORECASE)
