@@ -20,7 +20,7 @@ refusal is never silent (the caller turns it into a ``spool_full`` gap, appended
 CONTROL). CONTROL records may also use ``reserve_bytes`` of headroom beyond the bound.
 
 Calls are synchronous and short (they run on the asyncio loop thread; no threads).
-Errors from sqlite3 are translated here, in ``_translate``, into ``SpoolError`` subclasses.
+Errors from sqlite3 are translated in one place, ``spool_types.translate_sqlite_error``.
 This module must not do network I/O, decode payloads, or log payloads or topics (topics
 may contain subject ids) at any level above DEBUG.
 """
@@ -28,17 +28,26 @@ may contain subject ids) at any level above DEBUG.
 from __future__ import annotations
 
 import contextlib
-import enum
 import logging
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Final, Literal, Self
 
-from devices.errors import BiogwError
+from gateway.transport.spool_types import (
+    SpoolClass,
+    SpoolClosedError,
+    SpoolCorruptError,
+    SpoolCounters,
+    SpoolError,
+    SpoolFullError,
+    SpoolLockedError,
+    SpoolRecord,
+    SpoolStorageError,
+    translate_sqlite_error,
+)
 
 __all__ = [
     "APPLICATION_ID",
@@ -94,126 +103,6 @@ _RECOUNT: Final = (  # one pass, no GROUP BY: a sorter would copy every payload
     + ", coalesce(max(seq), 0) FROM spool"
 )
 _OLDEST_RESEARCH: Final = f"SELECT seq, {_SIZE} FROM spool WHERE klass = 2 ORDER BY seq"
-
-
-class SpoolClass(enum.IntEnum):
-    """What a record carries; decides what the size policy may do with it."""
-
-    CLINICAL = 1
-    RESEARCH = 2
-    CONTROL = 3  # gap and status records: small, may use the reserve
-
-
-@dataclass(frozen=True, slots=True)
-class SpoolRecord:
-    """One committed, not yet acknowledged message."""
-
-    seq: int
-    klass: SpoolClass
-    topic: str
-    payload: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class SpoolCounters:
-    """A snapshot. Event counts (``appended`` ... ``storage_errors``) are since this open
-    (``commits`` counts transactions that changed something); held counts (``records``,
-    ``bytes`` and per class) include the open transaction; ``recovered_records`` is what
-    the file held when it was opened."""
-
-    appended: int
-    acked: int
-    commits: int
-    evicted_research: int
-    evicted_research_bytes: int
-    refused_clinical: int
-    refused_research: int
-    refused_control: int
-    storage_errors: int
-    recovered_records: int
-    records: int
-    bytes: int
-    clinical_records: int
-    clinical_bytes: int
-    research_records: int
-    research_bytes: int
-    control_records: int
-    control_bytes: int
-
-
-class SpoolError(BiogwError):
-    """Base of the spool's errors; ``path`` is the spool file."""
-
-    def __init__(self, path: Path, message: str) -> None:
-        self.path = path
-        super().__init__(f"{path}: {message}")
-
-
-class SpoolFullError(SpoolError):
-    """An append was refused by the size policy (nothing was written or evicted).
-    ``held_bytes`` excludes research bytes that eviction could have freed."""
-
-    def __init__(
-        self, path: Path, klass: SpoolClass, record_bytes: int, held_bytes: int, limit_bytes: int
-    ) -> None:
-        self.klass = klass
-        self.record_bytes = record_bytes
-        self.held_bytes = held_bytes
-        self.limit_bytes = limit_bytes
-        super().__init__(
-            path,
-            f"spool full: {klass.name} record of {record_bytes} bytes refused "
-            f"({held_bytes} non-evictable bytes held, limit {limit_bytes})",
-        )
-
-
-class SpoolCorruptError(SpoolError):
-    """The spool file exists but is not a usable biogw spool. ``reason`` is a tag:
-    ``not_a_database``, ``empty_file``, ``foreign_database``, ``schema_version``,
-    ``schema_mismatch``, ``integrity``, ``wal_without_database``, ``corrupt``."""
-
-    def __init__(self, path: Path, reason: str, detail: str = "") -> None:
-        self.reason = reason
-        self.detail = detail
-        super().__init__(path, f"corrupt spool ({reason}){': ' + detail if detail else ''}")
-
-
-class SpoolLockedError(SpoolError):
-    """Another connection (another gateway process) holds the spool."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(path, "spool is locked by another process")
-
-
-class SpoolClosedError(SpoolError):
-    """The spool was used after ``close()``."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(path, "spool is closed")
-
-
-class SpoolStorageError(SpoolError):
-    """SQLite failed (disk full, I/O error, ...). The spool is back at its last committed
-    state: ``rolled_back`` records appended since the last commit are lost (acks since
-    then are undone, so those records will be replayed). ``code`` is SQLite's error name."""
-
-    def __init__(self, path: Path, code: str, rolled_back: int) -> None:
-        self.code = code
-        self.rolled_back = rolled_back
-        super().__init__(path, f"storage error {code}; {rolled_back} uncommitted records lost")
-
-
-def _translate(exc: sqlite3.Error, path: Path, rolled_back: int = 0) -> SpoolError:
-    """The one place sqlite3 errors become biogw errors (classified by SQLite's code)."""
-    code = getattr(exc, "sqlite_errorcode", -1) & 0xFF
-    name = getattr(exc, "sqlite_errorname", type(exc).__name__)
-    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-        return SpoolLockedError(path)
-    if code == sqlite3.SQLITE_NOTADB:
-        return SpoolCorruptError(path, "not_a_database")
-    if code == sqlite3.SQLITE_CORRUPT:
-        return SpoolCorruptError(path, "corrupt", name)
-    return SpoolStorageError(path, name, rolled_back)
 
 
 def _fsync(path: Path) -> None:
@@ -283,7 +172,7 @@ def _open_or_create(path: Path, sync: Literal["normal", "full"]) -> sqlite3.Conn
             _create(path)
         return _open(path, sync)
     except sqlite3.Error as exc:
-        raise _translate(exc, path) from exc
+        raise translate_sqlite_error(exc, path) from exc
 
 
 class Spool:
@@ -550,7 +439,7 @@ class Spool:
             row = self._conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'spool'")
             high = max([max_seq, *(r[0] for r in row)])
         except sqlite3.Error as exc:
-            raise _translate(exc, self._path) from exc
+            raise translate_sqlite_error(exc, self._path) from exc
         self._held_records = [0, *held[0::2]]
         self._held_bytes = [0, *held[1::2]]
         self._committed_max = high
@@ -565,7 +454,7 @@ class Spool:
         if self._conn.in_transaction:
             with contextlib.suppress(sqlite3.Error):  # the error above is the one reported
                 self._conn.execute("ROLLBACK")
-        error = _translate(exc, self._path, lost)
+        error = translate_sqlite_error(exc, self._path, lost)
         with contextlib.suppress(SpoolError):  # if even this fails, report the first error
             self._recount()
         _log.error("spool %s: %s", self._path, error)
