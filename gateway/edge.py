@@ -24,8 +24,10 @@ are dropped and counted; the gap tracker turns them into ``queue_overflow`` gaps
 ``DatabaseSubjectDirectory`` is the router's ``SubjectDirectory`` over
 ``identity.devices``.
 
-Must not: log subject ids, device keys' owners or payloads above DEBUG; decide consent
-itself; do BLE or network I/O; open its own database connections.
+Must not: log subject ids, addresses or payloads above DEBUG (the device key, a random
+UUID that only the care database links to a person, is the device's name in logs, as in
+the BLE layer); decide consent itself; do BLE or network I/O; open its own database
+connections.
 """
 
 from __future__ import annotations
