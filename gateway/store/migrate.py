@@ -1,6 +1,7 @@
 """A small ordered-SQL migration runner with a version table.
 
-Owns: discovering migrations shipped as package data (``NNNN_name.sql``, loaded with
+Owns: discovering migrations shipped as package data, one set per database (``care``,
+``research``) (``NNNN_name.sql``, loaded with
 ``importlib.resources``), recording each applied file with its SHA-256 in
 ``biogw_meta.schema_migrations``, applying each pending file in its own transaction in
 version order, and refusing to run when an applied file has changed or is unknown.
@@ -16,21 +17,38 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Final, Literal
 
 import psycopg
 
 from gateway.store import MigrationError, translate_error
 
-__all__ = ["CARE_MIGRATIONS", "Migration", "load_migrations", "migrate"]
+__all__ = [
+    "CARE_MIGRATIONS",
+    "MIGRATION_SETS",
+    "RESEARCH_MIGRATIONS",
+    "Migration",
+    "MigrationSet",
+    "load_migrations",
+    "migrate",
+]
 
 _log = logging.getLogger(__name__)
 
 #: Package holding the care database's migrations.
 CARE_MIGRATIONS = "gateway.store.migrations.care"
+#: Package holding the research database's migrations.
+RESEARCH_MIGRATIONS = "gateway.store.migrations.research"
+
+#: The named migration sets, one per database.
+MigrationSet = Literal["care", "research"]
+MIGRATION_SETS: Final[Mapping[str, str]] = MappingProxyType(
+    {"care": CARE_MIGRATIONS, "research": RESEARCH_MIGRATIONS}
+)
 
 # pg_advisory_xact_lock key: the first 8 bytes of sha256(b"biogw.migrate"), signed.
 _LOCK_KEY = int.from_bytes(hashlib.sha256(b"biogw.migrate").digest()[:8], "big", signed=True)
@@ -58,13 +76,17 @@ class Migration:
     sha256: str
 
 
-def load_migrations(package: str = CARE_MIGRATIONS) -> tuple[Migration, ...]:
+def load_migrations(package: str = "care") -> tuple[Migration, ...]:
     """Read every ``NNNN_name.sql`` in ``package``, sorted by version.
+
+    ``package`` is a set name from ``MIGRATION_SETS`` (``"care"``, the default, or
+    ``"research"``) or a dotted package name such as ``CARE_MIGRATIONS``.
 
     Raises ``MigrationError`` (``bad_name``, ``duplicate_version``) for a ``.sql`` file
     whose name does not follow the pattern or a version used twice.
     """
     found: dict[int, Migration] = {}
+    package = MIGRATION_SETS.get(package, package)
     for entry in resources.files(package).iterdir():
         if not entry.name.endswith(".sql"):
             continue

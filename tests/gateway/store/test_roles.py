@@ -19,9 +19,17 @@ from gateway.store.audit import append, verify_chain
 Conn = psycopg.AsyncConnection[Any]
 MATRIX = Path(__file__).resolve().parents[3] / "deploy" / "roles" / "expected_privileges.csv"
 PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE")
-SCHEMAS = ("identity", "consent", "audit", "biogw_meta", "public")
-APP_GROUPS = ("biogw_gateway", "biogw_owner_api", "biogw_clinician_api", "biogw_privacy_officer")
+SCHEMAS = ("identity", "consent", "audit", "biogw_meta", "clinical", "public")
+# Roles that append audit records; the ingest role writes signal data only.
+AUDITING_GROUPS = (
+    "biogw_gateway",
+    "biogw_owner_api",
+    "biogw_clinician_api",
+    "biogw_privacy_officer",
+)
+APP_GROUPS = (*AUDITING_GROUPS, "clinical_ingest")
 APP_ROLES = APP_GROUPS + tuple(f"{g}_login" for g in APP_GROUPS)
+AUDITING_ROLES = AUDITING_GROUPS + tuple(f"{g}_login" for g in AUDITING_GROUPS)
 
 
 def _expected() -> dict[tuple[str, str, str], bool]:
@@ -78,7 +86,7 @@ async def test_public_holds_no_table_privilege(admin: Conn) -> None:
 
 
 async def test_audit_append_is_the_only_write_path(admin: Conn) -> None:
-    for role in APP_ROLES:
+    for role in AUDITING_ROLES:
         cur = await admin.execute(
             "SELECT has_function_privilege(%s, 'audit.append(text, text, text, jsonb)', 'EXECUTE')",
             (role,),
@@ -96,7 +104,7 @@ async def _as_role(admin: Conn, role: str) -> None:
     await admin.execute(f"SET ROLE {role}".encode())
 
 
-@pytest.mark.parametrize("role", [f"{g}_login" for g in APP_GROUPS])
+@pytest.mark.parametrize("role", [f"{g}_login" for g in AUDITING_GROUPS])
 async def test_app_roles_append_but_cannot_alter_audit(admin: Conn, role: str) -> None:
     await append(admin, actor_role="setup", action="seed", object_ref="none")
     await _as_role(admin, role)
@@ -125,3 +133,27 @@ async def test_privacy_officer_verifies_and_others_cannot_read_audit(admin: Conn
     await _as_role(admin, "biogw_clinician_api_login")
     with pytest.raises(StorePermissionError):
         await verify_chain(admin)
+
+
+async def test_clinical_ingest_cannot_append_audit_records(admin: Conn) -> None:
+    for role in ("clinical_ingest", "clinical_ingest_login"):
+        cur = await admin.execute(
+            "SELECT has_function_privilege(%s, 'audit.append(text, text, text, jsonb)', 'EXECUTE')",
+            (role,),
+        )
+        assert await cur.fetchone() == (False,), role
+
+
+async def test_only_clinical_ingest_may_create_partitions(admin: Conn) -> None:
+    function = "clinical.ensure_partitions(timestamptz, timestamptz, text[])"
+    for role in APP_ROLES:
+        cur = await admin.execute(
+            "SELECT has_function_privilege(%s, %s, 'EXECUTE')", (role, function)
+        )
+        assert await cur.fetchone() == (role.startswith("clinical_ingest"),), role
+    cur = await admin.execute(
+        "SELECT count(*) FROM pg_proc p, LATERAL aclexplode(p.proacl) a"
+        " WHERE p.oid = %s::regprocedure AND a.grantee = 0",
+        (function,),
+    )
+    assert await cur.fetchone() == (0,)  # PUBLIC cannot execute it
