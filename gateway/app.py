@@ -26,7 +26,7 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 
-from devices.profiles import PROFILES
+from devices.profiles import profile_by_name
 from devices.registry import Profile
 from gateway.backoff import BackoffPolicy
 from gateway.ble.link import BleLink, open_link
@@ -77,9 +77,9 @@ def _session_options(settings: Settings) -> SessionOptions:
 
 
 def _profile(target: SessionTarget) -> Profile:
-    for profile in PROFILES:
-        if profile.name == target.profile:
-            return profile
+    profile = profile_by_name(target.profile)
+    if profile is not None:
+        return profile
     raise ConfigError("identity.devices", (f"unknown profile {target.profile!r}",))
 
 

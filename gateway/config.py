@@ -13,7 +13,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import (
@@ -216,3 +216,10 @@ def load_settings(
         return _Configured(**dict(overrides or {}))  # type: ignore[arg-type]  # validated here
     except ValidationError as exc:
         raise ConfigError(source, _problems(exc)) from exc
+
+
+class Invocation(Protocol):
+    """What a ``biogw`` subcommand gets from the command group: its settings, with the
+    subcommand's own options merged in as overrides (``gateway.cli`` implements it)."""
+
+    def settings(self, **sections: dict[str, object]) -> Settings: ...

@@ -21,13 +21,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from itertools import groupby
 from pathlib import Path
-from typing import Any, Protocol, get_args
+from typing import Any, get_args
 
 import click
 import psycopg
 
 from gateway.care_db import care_database, connect, run
-from gateway.config import Settings
+from gateway.config import Invocation
 from gateway.consent import (
     DEFAULT_PURPOSE,
     CollectionMethod,
@@ -53,10 +53,6 @@ _SCOPES = click.Choice([s.value for s in Scope])
 _METHODS = click.Choice([m.value for m in CollectionMethod])
 
 
-class _Invocation(Protocol):
-    def settings(self, **sections: dict[str, object]) -> Settings: ...
-
-
 def _now_ns() -> int:
     """Wall-clock UTC ns, whole microseconds (what the database keeps)."""
     return time.time_ns() // 1000 * 1000
@@ -78,7 +74,7 @@ def subject_group() -> None:
 @click.option("--sex", type=click.Choice(list(get_args(Sex))))
 @click.pass_obj
 def subject_add(
-    invocation: _Invocation,
+    invocation: Invocation,
     name: str,
     birth_date: datetime,
     email: str,
@@ -191,7 +187,7 @@ def _receipts(events: list[ConsentEvent], subject_id: uuid.UUID, now_ns: int) ->
     ]
 
 
-def _change(invocation: _Invocation, subject: str, scopes: Sequence[str], **opts: Any) -> None:
+def _change(invocation: Invocation, subject: str, scopes: Sequence[str], **opts: Any) -> None:
     settings = invocation.settings()
 
     async def go() -> None:
@@ -237,7 +233,7 @@ _method_option = click.option(
 @click.option("--purpose", help="Purpose code (default: the scope's usual one).")
 @click.pass_obj
 def consent_grant(
-    invocation: _Invocation,
+    invocation: Invocation,
     subject: str,
     scopes: tuple[str, ...],
     method: str,
@@ -257,7 +253,7 @@ def consent_grant(
 @_method_option
 @click.pass_obj
 def consent_withdraw(
-    invocation: _Invocation, subject: str, scopes: tuple[str, ...], method: str
+    invocation: Invocation, subject: str, scopes: tuple[str, ...], method: str
 ) -> None:
     """Withdraw SCOPE... of SUBJECT from now on; print the receipt. A scope that is not
     granted is an error and nothing is written."""
@@ -282,7 +278,7 @@ def _record_json(history: ConsentHistory, record: ConsentRecord, now_ns: int) ->
 @click.argument("subject")
 @click.argument("scopes", nargs=-1, type=_SCOPES)
 @click.pass_obj
-def consent_show(invocation: _Invocation, subject: str, scopes: tuple[str, ...]) -> None:
+def consent_show(invocation: Invocation, subject: str, scopes: tuple[str, ...]) -> None:
     """Show SUBJECT's consent records (only SCOPE... if given) as JSON."""
     settings = invocation.settings()
 

@@ -9,21 +9,17 @@ Must not: print DSNs (they may hold passwords), SQL text or row values.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 import click
 import psycopg
 
 from gateway.care_db import apply_care_migrations, care_database, connect, run
-from gateway.config import Settings
+from gateway.config import Invocation
 from gateway.store import translate_error
 from gateway.store.migrate import load_migrations
 
 __all__ = ["db_group", "register"]
-
-
-class _Invocation(Protocol):
-    def settings(self, **sections: dict[str, object]) -> Settings: ...
 
 
 def _versions(versions: tuple[int, ...] | list[int]) -> str:
@@ -37,7 +33,7 @@ def db_group() -> None:
 
 @db_group.command("migrate")
 @click.pass_obj
-def db_migrate(invocation: _Invocation) -> None:
+def db_migrate(invocation: Invocation) -> None:
     """Apply the pending care migrations; print the versions applied."""
     settings = invocation.settings()
 
@@ -65,7 +61,7 @@ async def _applied_versions(conn: psycopg.AsyncConnection[Any]) -> list[int]:
 
 @db_group.command("status")
 @click.pass_obj
-def db_status(invocation: _Invocation) -> None:
+def db_status(invocation: Invocation) -> None:
     """Print the applied and the pending care migration versions."""
     settings = invocation.settings()
 

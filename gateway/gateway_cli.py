@@ -13,21 +13,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from typing import Protocol
 
 import click
 
 from gateway.app import GatewayHandle, run_gateway
 from gateway.care_db import care_database
 from gateway.care_db import run as run_command
-from gateway.config import Settings
+from gateway.config import Invocation
 from gateway.keys_cli import open_keystore
 
 __all__ = ["gateway_command", "register"]
-
-
-class _Invocation(Protocol):
-    def settings(self, **sections: dict[str, object]) -> Settings: ...
 
 
 def _ready(handle: GatewayHandle) -> None:
@@ -43,7 +38,7 @@ def _ready(handle: GatewayHandle) -> None:
 @click.command("gateway")
 @click.option("--duration", "duration_s", type=float, default=None, help="Stop after seconds.")
 @click.pass_obj
-def gateway_command(invocation: _Invocation, duration_s: float | None) -> None:
+def gateway_command(invocation: Invocation, duration_s: float | None) -> None:
     """Run the edge: sessions for every paired device, consent router, spool, MQTT."""
     settings = invocation.settings()
     keystore = open_keystore(settings)

@@ -13,11 +13,10 @@ subject ids; store anything in a database.
 from __future__ import annotations
 
 import sys
-from typing import Protocol
 
 import click
 
-from gateway.config import Settings
+from gateway.config import Invocation, Settings
 from gateway.errors import BiogwError
 from gateway.privacy import FileKeyStore, Pseudonymizer
 from gateway.privacy.master_key import (
@@ -28,10 +27,6 @@ from gateway.privacy.master_key import (
 from gateway.privacy.pseudonyms import PSEUDONYM_PURPOSE
 
 __all__ = ["keys_group", "open_keystore", "register"]
-
-
-class _Invocation(Protocol):
-    def settings(self, **sections: dict[str, object]) -> Settings: ...
 
 
 def open_keystore(settings: Settings) -> FileKeyStore:
@@ -64,7 +59,7 @@ def keys_group() -> None:
 @keys_group.command("status")
 @click.argument("domains", nargs=-1)
 @click.pass_obj
-def keys_status(invocation: _Invocation, domains: tuple[str, ...]) -> None:
+def keys_status(invocation: Invocation, domains: tuple[str, ...]) -> None:
     """Epochs of each pseudonymization DOMAIN (default: research)."""
     store = open_keystore(invocation.settings())
     pseudonymizer = Pseudonymizer(store)
@@ -81,7 +76,7 @@ def keys_status(invocation: _Invocation, domains: tuple[str, ...]) -> None:
 @keys_group.command("rotate")
 @click.argument("domain")
 @click.pass_obj
-def keys_rotate(invocation: _Invocation, domain: str) -> None:
+def keys_rotate(invocation: Invocation, domain: str) -> None:
     """Start a new epoch for DOMAIN: new pseudonyms from now on."""
     pseudonymizer = Pseudonymizer(open_keystore(invocation.settings()))
     try:
@@ -97,7 +92,7 @@ def keys_rotate(invocation: _Invocation, domain: str) -> None:
 @click.argument("epoch", type=click.IntRange(min=1))
 @click.option("--yes", is_flag=True, help="Confirm: the epoch's pseudonyms become unlinkable.")
 @click.pass_obj
-def keys_destroy(invocation: _Invocation, domain: str, epoch: int, yes: bool) -> None:
+def keys_destroy(invocation: Invocation, domain: str, epoch: int, yes: bool) -> None:
     """Destroy an old EPOCH of DOMAIN, unrecoverably."""
     if not yes:
         click.echo("biogw: destroying a key cannot be undone; add --yes", err=True)

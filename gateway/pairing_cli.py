@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Protocol
 
 import click
 from rich.console import Console
@@ -26,15 +25,11 @@ from gateway.ble.bumble_backend import PairingPolicy
 from gateway.ble.link import open_link
 from gateway.ble.scan import Sighting, scan
 from gateway.care_db import care_database, connect, run
-from gateway.config import Settings
+from gateway.config import Invocation
 from gateway.pairing import pair_device, unpair_device
 from gateway.store.devices import PairedDevice, list_devices
 
 __all__ = ["register"]
-
-
-class _Invocation(Protocol):
-    def settings(self, **sections: dict[str, object]) -> Settings: ...
 
 
 def _choose(sightings: list[Sighting]) -> str:
@@ -87,7 +82,7 @@ def _devices_table(devices: list[PairedDevice]) -> Table:
 )
 @click.pass_obj
 def pair_command(
-    invocation: _Invocation, address: str | None, subject_id: uuid.UUID, passkey_entry: bool
+    invocation: Invocation, address: str | None, subject_id: uuid.UUID, passkey_entry: bool
 ) -> None:
     """Bond with a device (ADDRESS, or chosen from a scan) and bind it to a subject.
     Prints the new device key."""
@@ -120,7 +115,7 @@ def pair_command(
 
 @click.command("devices")
 @click.pass_obj
-def devices_command(invocation: _Invocation) -> None:
+def devices_command(invocation: Invocation) -> None:
     """List recorded devices: key, profile, model, bond state (no addresses)."""
     settings = invocation.settings()
 
@@ -135,7 +130,7 @@ def devices_command(invocation: _Invocation) -> None:
 @click.command("unpair")
 @click.argument("device_key", type=click.UUID)
 @click.pass_obj
-def unpair_command(invocation: _Invocation, device_key: uuid.UUID) -> None:
+def unpair_command(invocation: Invocation, device_key: uuid.UUID) -> None:
     """Remove the bond with a device and its binding to the wearer."""
     settings = invocation.settings()
 
