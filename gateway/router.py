@@ -200,9 +200,10 @@ _PATH_SCOPES: Final = (
 )
 
 
-def frame_span_ns(frame: Frame) -> tuple[int, int]:
-    """UTC times of the earliest and latest sample (``(time_ns, time_ns)`` if empty)."""
-    n = frame.n_samples
+def frame_span_ns(frame: Frame | ResearchFrame) -> tuple[int, int]:
+    """UTC (or, for a research frame, shifted) times of the earliest and latest sample
+    (``(time_ns, time_ns)`` if empty)."""
+    n = len(frame.samples)
     if n == 0:
         return frame.time_ns, frame.time_ns
     if frame.offsets_ns is not None:

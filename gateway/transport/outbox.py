@@ -97,13 +97,8 @@ class SpoolOutbox:
             self.spool.append(self.layout.research(out.stream), payload, SpoolClass.RESEARCH)
         except SpoolFullError:
             self.counters.refused_research += 1
-            n = len(out.samples)
-            end = out.time_ns
-            if n and out.offsets_ns is not None:
-                end = out.time_ns + int(out.offsets_ns.max())
-            elif n and out.fs_hz:
-                end = out.time_ns + round((n - 1) * 1e9 / out.fs_hz)
-            gap = Gap(out.stream, out.time_ns, end, n, GapCause.SPOOL_FULL)
+            start, end = frame_span_ns(out)
+            gap = Gap(out.stream, start, end, len(out.samples), GapCause.SPOOL_FULL)
             self._merge(("research", out.pseudonym, out.stream), ResearchGap(out.pseudonym, gap))
             return
         self.counters.research += 1
