@@ -20,15 +20,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import getpass
 import ipaddress
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -37,10 +33,10 @@ import aiomqtt
 from pydantic import SecretStr
 
 from gateway.config import MqttSettings
+from gateway.transport.broker import MOSQUITTO as MOSQUITTO
+from gateway.transport.broker import LocalBroker
+from gateway.transport.broker import free_port as free_port
 
-MOSQUITTO = shutil.which("mosquitto") or (
-    "/usr/sbin/mosquitto" if os.access("/usr/sbin/mosquitto", os.X_OK) else None
-)
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd")
 READY_TIMEOUT_S = 10.0
 
@@ -98,24 +94,6 @@ def configured_endpoint() -> BrokerEndpoint | None:
     return BrokerEndpoint(host or "127.0.0.1", int(port), "configured")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_listening(port: int, alive: Any) -> None:
-    """Poll until something accepts on ``port`` (a readiness probe, not test timing)."""
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if not alive():
-            raise RuntimeError("broker exited during start-up")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.02)
-    raise RuntimeError(f"broker did not listen on {port} within {READY_TIMEOUT_S} s")
-
-
 @dataclass(frozen=True, slots=True)
 class TlsFiles:
     ca_cert: Path
@@ -123,9 +101,11 @@ class TlsFiles:
     server_key: Path
 
 
-class MosquittoBroker:
-    """A Mosquitto process this test owns: ``start()``, ``stop()`` (SIGTERM, state saved),
-    ``start()`` again on the same port with the same persistence directory."""
+class MosquittoBroker(LocalBroker):
+    """A Mosquitto process this test owns (``gateway.transport.broker.LocalBroker`` with
+    Mosquitto's default in-flight limit, as a stock broker has): ``start()``, ``stop()``
+    (SIGTERM, state saved), ``start()`` again on the same port with the same persistence
+    directory. Optionally TLS, password logins and an ACL file."""
 
     def __init__(
         self,
@@ -134,23 +114,9 @@ class MosquittoBroker:
         tls: TlsFiles | None = None,
         users: dict[str, str] | None = None,
         acl_file: Path | None = None,
+        extra_config: Sequence[str] = (),
     ) -> None:
-        if MOSQUITTO is None:
-            raise RuntimeError("no mosquitto binary")
-        self._binary = MOSQUITTO
-        self._dir = workdir
-        self._dir.mkdir(parents=True, exist_ok=True)
-        self._proc: subprocess.Popen[bytes] | None = None
-        self.port = free_port()
-        self.endpoint = BrokerEndpoint("127.0.0.1", self.port, "mosquitto")
-        lines = [
-            f"listener {self.port} 127.0.0.1",
-            f"persistence_location {self._dir}/",
-            "persistence true",
-            "max_queued_messages 0",
-            f"log_dest file {self._dir}/mosquitto.log",
-            f"user {getpass.getuser()}",
-        ]
+        lines: list[str] = []
         if tls is not None:
             lines += [
                 f"cafile {tls.ca_cert}",
@@ -158,55 +124,23 @@ class MosquittoBroker:
                 f"keyfile {tls.server_key}",
             ]
         if users:
-            lines += [f"password_file {self._password_file(users)}", "allow_anonymous false"]
+            passwd = _password_file(workdir, users)
+            lines += [f"password_file {passwd}", "allow_anonymous false"]
         if acl_file is not None:
             lines.append(f"acl_file {acl_file}")
-        else:
-            lines.append("allow_anonymous true")
-        self._config = self._dir / "mosquitto.conf"
-        self._config.write_text("\n".join(lines) + "\n")
+        super().__init__(workdir, max_inflight_messages=None, extra_config=[*lines, *extra_config])
+        self.endpoint = BrokerEndpoint("127.0.0.1", self.port, "mosquitto")
 
-    def _password_file(self, users: dict[str, str]) -> Path:
-        if MOSQUITTO_PASSWD is None:
-            raise RuntimeError("no mosquitto_passwd binary")
-        path = self._dir / "passwd"
-        path.touch(mode=0o600)
-        for user, password in users.items():
-            subprocess.run([MOSQUITTO_PASSWD, "-b", str(path), user, password], check=True)
-        return path
 
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def start(self) -> None:
-        if self.running:
-            return
-        with (self._dir / "stdout.log").open("ab") as out:
-            self._proc = subprocess.Popen(
-                [self._binary, "-c", str(self._config)], stdout=out, stderr=subprocess.STDOUT
-            )
-        try:
-            _wait_listening(self.port, lambda: self.running)
-        except RuntimeError as exc:
-            self.stop()
-            raise RuntimeError(f"{exc}: {self.log()[-2000:]}") from None
-
-    def stop(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-
-    def log(self) -> str:
-        path = self._dir / "mosquitto.log"
-        return path.read_text(errors="replace") if path.exists() else ""
+def _password_file(workdir: Path, users: dict[str, str]) -> Path:
+    if MOSQUITTO_PASSWD is None:
+        raise RuntimeError("no mosquitto_passwd binary")
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / "passwd"
+    path.touch(mode=0o600)
+    for user, password in users.items():
+        subprocess.run([MOSQUITTO_PASSWD, "-b", str(path), user, password], check=True)
+    return path
 
 
 # -- clients ------------------------------------------------------------------------------
