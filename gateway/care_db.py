@@ -1,9 +1,11 @@
-"""Where the command-line tools find the care database, and how they talk to it.
+"""Where the command-line tools find their databases, and how they talk to them.
 
-Owns: choosing the care database for a command — the configured ``database.care_dsn``,
-or, when none is configured, an embedded PostgreSQL (pgserver) whose cluster is kept in
-``database.embedded_dir`` and which gets the care migrations applied automatically —
-plus the connection and event-loop helpers the ``biogw`` subcommands share.
+Owns: choosing the databases for a command. The care database is the configured
+``database.care_dsn`` or, when none is configured, an embedded PostgreSQL (pgserver) whose
+cluster is kept in ``database.embedded_dir`` and which gets the care migrations applied
+automatically. The research database (``databases``) is ``database.research_dsn`` or, on
+the embedded server, its second database ``biogw_research`` (research migrations applied
+automatically). Also the connection and event-loop helpers the subcommands share.
 
 The embedded server is started for the duration of ``care_database`` and stopped when
 the block ends unless another process is still using the same directory (pgserver keeps
@@ -19,10 +21,13 @@ import asyncio
 import sys
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Final
 
 import click
 import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from gateway.config import Settings
 from gateway.errors import BiogwError
@@ -30,7 +35,28 @@ from gateway.store import translate_error
 from gateway.store.embedded import embedded_postgres
 from gateway.store.migrate import load_migrations, migrate
 
-__all__ = ["apply_care_migrations", "care_database", "connect", "run"]
+__all__ = [
+    "EMBEDDED_RESEARCH_DB",
+    "Databases",
+    "apply_care_migrations",
+    "apply_research_migrations",
+    "care_database",
+    "connect",
+    "databases",
+    "embedded_research_database",
+    "run",
+]
+
+EMBEDDED_RESEARCH_DB: Final = "biogw_research"
+"""The research database's name on the embedded server."""
+
+
+@dataclass(frozen=True, slots=True)
+class Databases:
+    """The DSNs of one invocation: care always, research when there is one."""
+
+    care: str
+    research: str | None
 
 
 @asynccontextmanager
@@ -50,6 +76,44 @@ async def care_database(settings: Settings, *, auto_migrate: bool = True) -> Asy
         if auto_migrate:
             await apply_care_migrations(dsn)
         yield dsn
+
+
+@asynccontextmanager
+async def databases(settings: Settings, *, auto_migrate: bool = True) -> AsyncIterator[Databases]:
+    """Both databases for this invocation. Care as ``care_database``; research is
+    ``database.research_dsn`` when configured, else on the embedded server its database
+    ``biogw_research`` (created and migrated like the care one), else none."""
+    async with care_database(settings, auto_migrate=auto_migrate) as care:
+        research = settings.database.research_dsn
+        if research is None and settings.database.care_dsn is None:
+            research = await embedded_research_database(care, auto_migrate=auto_migrate)
+        yield Databases(care, research)
+
+
+async def embedded_research_database(server_dsn: str, *, auto_migrate: bool = True) -> str:
+    """The research database ``biogw_research`` on the embedded server at ``server_dsn``
+    (created if missing, migrated unless ``auto_migrate`` is false); returns its DSN."""
+    async with await connect(server_dsn) as conn:
+        try:
+            cur = await conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (EMBEDDED_RESEARCH_DB,)
+            )
+            if await cur.fetchone() is None:
+                await conn.execute(
+                    sql.SQL("CREATE DATABASE {}").format(sql.Identifier(EMBEDDED_RESEARCH_DB))
+                )
+        except psycopg.Error as exc:
+            raise translate_error(exc, "research.create") from exc
+    dsn = make_conninfo(server_dsn, dbname=EMBEDDED_RESEARCH_DB)
+    if auto_migrate:
+        await apply_research_migrations(dsn)
+    return dsn
+
+
+async def apply_research_migrations(dsn: str) -> tuple[int, ...]:
+    """Apply the pending research migrations to ``dsn``; return the versions applied."""
+    async with await connect(dsn) as conn:
+        return await migrate(conn, load_migrations("research"))
 
 
 async def apply_care_migrations(dsn: str) -> tuple[int, ...]:

@@ -1,8 +1,9 @@
-"""``biogw db migrate|status``: the care database's schema from the command line.
+"""``biogw db migrate|status``: the databases' schemas from the command line.
 
 Owns: applying the shipped care migrations to the care database (configured DSN or the
-embedded server, see ``gateway.care_db``) and reporting which versions are applied and
-which are pending.
+embedded server, see ``gateway.care_db``), and the research migrations to the research
+database when there is one (``database.research_dsn``, or the embedded server's), and
+reporting which care versions are applied and which are pending.
 
 Must not: print DSNs (they may hold passwords), SQL text or row values.
 """
@@ -14,7 +15,14 @@ from typing import Any
 import click
 import psycopg
 
-from gateway.care_db import apply_care_migrations, care_database, connect, run
+from gateway.care_db import (
+    apply_care_migrations,
+    apply_research_migrations,
+    care_database,
+    connect,
+    databases,
+    run,
+)
 from gateway.config import Invocation
 from gateway.store import translate_error
 from gateway.store.migrate import load_migrations
@@ -34,13 +42,17 @@ def db_group() -> None:
 @db_group.command("migrate")
 @click.pass_obj
 def db_migrate(invocation: Invocation) -> None:
-    """Apply the pending care migrations; print the versions applied."""
+    """Apply the pending care migrations (and the research ones, when there is a research
+    database); print the versions applied."""
     settings = invocation.settings()
 
     async def go() -> None:
-        async with care_database(settings, auto_migrate=False) as dsn:
-            applied = await apply_care_migrations(dsn)
-        click.echo(f"applied: {_versions(applied)}")
+        async with databases(settings, auto_migrate=False) as dbs:
+            applied = await apply_care_migrations(dbs.care)
+            click.echo(f"applied: {_versions(applied)}")
+            if dbs.research is not None:
+                research = await apply_research_migrations(dbs.research)
+                click.echo(f"research applied: {_versions(research)}")
 
     run(go())
 

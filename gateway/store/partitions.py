@@ -7,9 +7,10 @@ caller owns: ``detect_backend`` (TimescaleDB available or native partitioning),
 function, so the INSERT-only ingest roles can create partitions ahead) and
 ``drop_partitions_before`` (retention: drops whole partitions, run by the owner).
 
-Only the native path exists: the migrations create natively partitioned tables, so a
-TimescaleDB layout (hypertables, compression, continuous aggregates) needs its own
-migrations and is not built here; ``detect_backend`` only reports what is available.
+The migrations create natively partitioned tables. Where TimescaleDB is available,
+``gateway.store.timescale.apply_timescale`` turns the (still empty) signal tables into
+hypertables (chunks, compression, continuous aggregate) and makes ``ensure_partitions`` a
+no-op; ``detect_backend`` only reports whether the extension is available.
 
 Must not: open connections, read configuration or clocks, create a default partition,
 or drop a partition that still holds times at or after the cutoff.

@@ -24,6 +24,7 @@ PSEUDO_TABLES = (
     "pseudo.vitals",
     "pseudo.demographics",
     "pseudo.dead_letters",
+    "pseudo.vitals_1m",
 )
 CARE_GROUPS = (
     "biogw_gateway",
@@ -71,7 +72,7 @@ async def _privileges(conn: Conn, roles: tuple[str, ...], tables: list[str]) -> 
 async def test_both_sets_apply_on_fresh_databases_and_are_idempotent(
     new_database: Callable[[], Awaitable[str]],
 ) -> None:
-    for name, versions in (("care", (1, 2, 3, 4, 5)), ("research", (1,))):
+    for name, versions in (("care", (1, 2, 3, 4, 5, 6)), ("research", (1, 2))):
         dsn = await new_database()
         async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
             assert await migrate(conn, load_migrations(name)) == versions, name
@@ -109,7 +110,8 @@ async def test_research_schema_has_no_identifying_column(research_db: str) -> No
             "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'pseudo'"
             " AND column_name = 'pseudonym'"
         )
-        assert await cur.fetchone() == (4 + 3,)  # four keyed tables and three partitions
+        # four keyed tables, three partitions and the vitals_1m view
+        assert await cur.fetchone() == (4 + 3 + 1,)
 
 
 async def test_research_ingest_inserts_only(research_db: str) -> None:

@@ -7,6 +7,7 @@ change audit rows, append only through audit.append(), and PUBLIC holds nothing.
 from __future__ import annotations
 
 import csv
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 
 from gateway.store import StorePermissionError, translate_error
 from gateway.store.audit import append, verify_chain
+from gateway.store.migrate import load_migrations, migrate
 
 Conn = psycopg.AsyncConnection[Any]
 MATRIX = Path(__file__).resolve().parents[3] / "deploy" / "roles" / "expected_privileges.csv"
@@ -157,3 +159,52 @@ async def test_only_clinical_ingest_may_create_partitions(admin: Conn) -> None:
         (function,),
     )
     assert await cur.fetchone() == (0,)  # PUBLIC cannot execute it
+
+
+RESEARCH_API_ROLES = ("research_api", "research_api_login")
+
+
+async def test_research_api_reads_release_only(
+    care_db: str, new_database: Callable[[], Awaitable[str]]
+) -> None:
+    dsn = await new_database()
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await migrate(conn, load_migrations("research"))
+        # A table released after the migration is readable through the default privileges.
+        await conn.execute(b"CREATE TABLE release.hr_by_age (age_band text, n bigint)")
+        cur = await conn.execute(
+            "SELECT n.nspname || '.' || c.relname FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')"
+            " AND n.nspname IN ('pseudo', 'release', 'biogw_meta')"
+        )
+        tables = [str(r[0]) for r in await cur.fetchall()]
+        assert "pseudo.vitals_1m" in tables
+        for role in RESEARCH_API_ROLES:
+            for table in tables:
+                for privilege in PRIVILEGES:
+                    cur = await conn.execute(
+                        "SELECT has_table_privilege(%s, %s, %s)", (role, table, privilege)
+                    )
+                    want = table == "release.hr_by_age" and privilege == "SELECT"
+                    assert await cur.fetchone() == (want,), (role, table, privilege)
+            cur = await conn.execute(
+                "SELECT has_database_privilege(%s, current_database(), 'CONNECT'),"
+                " has_schema_privilege(%s, 'release', 'USAGE'),"
+                " has_schema_privilege(%s, 'pseudo', 'USAGE')",
+                (role, role, role),
+            )
+            assert await cur.fetchone() == (True, True, False), role
+        await conn.execute(b"SET ROLE research_api_login")
+        await conn.execute(b"SELECT * FROM release.hr_by_age")
+        with pytest.raises(psycopg.Error) as info:
+            await conn.execute(b"SELECT * FROM pseudo.frames")
+        assert isinstance(translate_error(info.value, "t"), StorePermissionError)
+    async with await psycopg.AsyncConnection.connect(care_db, autocommit=True) as care:
+        for role in RESEARCH_API_ROLES:
+            for table in await _tables(care):
+                for privilege in PRIVILEGES:
+                    cur = await care.execute(
+                        "SELECT has_table_privilege(%s, %s, %s)", (role, table, privilege)
+                    )
+                    assert await cur.fetchone() == (False,), (role, table, privilege)
