@@ -1,8 +1,20 @@
-"""Run every benchmark and print its figures: ``python -m benchmarks``."""
+"""Run every benchmark and print its figures: ``python -m benchmarks``.
+
+The storage benchmarks use the PostgreSQL at ``BIOGW_BENCH_DSN`` (default the local
+server). ``bench_read`` keeps its 24 h x 100 subjects fill (about 27 GB) in the database
+``biogw_bench_read`` between runs; the first run makes it (about 5 minutes).
+"""
 
 from __future__ import annotations
 
-from benchmarks import bench_decoders, bench_edge, bench_spool, bench_virtual_link
+from benchmarks import (
+    bench_decoders,
+    bench_edge,
+    bench_ingest,
+    bench_read,
+    bench_spool,
+    bench_virtual_link,
+)
 
 
 def main() -> None:
@@ -13,6 +25,10 @@ def main() -> None:
     bench_spool.main([])
     print()
     bench_edge.main([])
+    print()
+    bench_ingest.main([])
+    print()
+    bench_read.main([])
 
 
 if __name__ == "__main__":

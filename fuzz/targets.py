@@ -3,7 +3,8 @@
 Contract under test: arbitrary bytes into a decoder either decode or raise the project's
 decode error (``FrameDecodeError``); a profile decoder may also raise ``ProfileError``
 (a frame for a measurement that was never started), and the MQTT wire decoder only
-``WireFormatError``. Anything else is a bug.
+``WireFormatError``, the ingester's MQTT 5 decoder only ``MqttCodecError``, and the
+ingester's ``classify`` nothing at all. Anything else is a bug.
 """
 
 from __future__ import annotations
@@ -27,12 +28,21 @@ from devices.polar import (
     parse_pmd_frame,
 )
 from devices.profiles import PROFILES
+from gateway.ingest.validate import IngestPath, classify
+from gateway.transport.mqtt5_codec import StreamDecoder5
+from gateway.transport.mqtt_codec import MqttCodecError
+from gateway.transport.topics import TopicLayout
 from gateway.transport.wire import WireFormatError
 from gateway.transport.wire import decode as decode_wire
 
 Decoder = Callable[[bytes], object]
 
-ALLOWED: tuple[type[BaseException], ...] = (FrameDecodeError, ProfileError, WireFormatError)
+ALLOWED: tuple[type[BaseException], ...] = (
+    FrameDecodeError,
+    ProfileError,
+    WireFormatError,
+    MqttCodecError,
+)
 
 
 def _profile_target(index: int, characteristic: str) -> Decoder:
@@ -46,6 +56,32 @@ def _profile_target(index: int, characteristic: str) -> Decoder:
 
 def _pmd(rate: int, previous: int) -> Decoder:
     return lambda data: parse_pmd_frame(data, sample_rate_hz=rate, previous_timestamp_ns=previous)
+
+
+def mqtt5_stream_target(data: bytes) -> object:
+    """A CONNACK, then ``data`` fed to the ingester's MQTT 5 decoder in pieces whose size
+    the first byte picks (so the splits are fuzzed too)."""
+    decoder = StreamDecoder5()
+    decoder.feed(b"\x20\x03\x00\x00\x00")
+    step = (data[0] % 64 + 1) if data else 1
+    return [decoder.feed(data[i : i + step]) for i in range(0, len(data), step)]
+
+
+_LAYOUT = TopicLayout("biogw/v1")
+_TOPICS = (
+    "biogw/v1/clinical/0b9f3c1e-5a2d-4e8f-9c7b-1d2e3f4a5b6c/ecg",
+    "biogw/v1/clinical/0b9f3c1e-5a2d-4e8f-9c7b-1d2e3f4a5b6c/ecg/gap",
+    "biogw/v1/research/ecg",
+    "biogw/v1/research/accel/gap",
+)
+
+
+def ingest_target(data: bytes) -> object:
+    """The ingester's validation never raises: any payload on any data topic of either
+    path becomes a storable item or a dead letter (the first byte picks topic and path)."""
+    first = data[0] if data else 0
+    path = IngestPath.CLINICAL if first & 4 else IngestPath.RESEARCH
+    return classify(path, _LAYOUT, _TOPICS[first % 4], data[1:], now_ns=1_790_000_000 * 10**9)
 
 
 def targets() -> dict[str, Decoder]:
@@ -73,6 +109,8 @@ def targets() -> dict[str, Decoder]:
         "garment.features": garment_control.decode_features,
         "garment.status": garment_control.decode_status,
         "wire.message": decode_wire,
+        "mqtt5.stream": mqtt5_stream_target,
+        "ingest.classify": ingest_target,
     }
     for index, profile in enumerate(PROFILES):
         for sub in profile.subscriptions:

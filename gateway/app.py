@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 from devices.profiles import profile_by_name
 from devices.registry import Profile
+from devices.sim.sentlog import SentLogSink
 from gateway.backoff import BackoffPolicy
 from gateway.ble.link import BleLink, open_link
 from gateway.ble.presence import AdvertisementWatcher
@@ -89,8 +90,11 @@ async def run_gateway(
     *,
     care_dsn: str,
     ready: Callable[[GatewayHandle], None] | None = None,
+    sent_log: Callable[[str], SentLogSink | None] | None = None,
 ) -> None:
-    """Run the edge until cancelled; ``ready`` is called once everything is started."""
+    """Run the edge until cancelled; ``ready`` is called once everything is started.
+    ``sent_log``: the virtual link's simulated devices record what they sent there
+    (``ble.link.open_link``; tests and the demo's ground truth)."""
     gw = settings.gateway
     async with AsyncExitStack() as stack:
         conn = await connect(care_dsn)
@@ -114,7 +118,9 @@ async def run_gateway(
         layout = TopicLayout(settings.mqtt.topic_prefix)
         outbox = SpoolOutbox(spool, layout, wake=publisher.notify)
         edge = EdgePipeline(router, outbox, status=publisher, queue_size=gw.edge_queue)
-        link = await stack.enter_async_context(open_link(settings.ble, settings.sim))
+        link = await stack.enter_async_context(
+            open_link(settings.ble, settings.sim, log_for=sent_log)
+        )
         watcher = await stack.enter_async_context(AdvertisementWatcher(link))
         handle = GatewayHandle(link, edge, publisher, spool, outbox)
         slots = SlotBudget(gw.slots_per_adapter)

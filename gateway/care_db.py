@@ -18,8 +18,10 @@ that explicitly), or log DSNs, SQL text or row values above DEBUG.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import sys
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Final
@@ -45,6 +47,7 @@ __all__ = [
     "databases",
     "embedded_research_database",
     "run",
+    "run_until_stopped",
 ]
 
 EMBEDDED_RESEARCH_DB: Final = "biogw_research"
@@ -128,6 +131,24 @@ async def connect(dsn: str) -> psycopg.AsyncConnection[Any]:
         return await psycopg.AsyncConnection.connect(dsn, autocommit=True)
     except psycopg.Error as exc:
         raise translate_error(exc, "care.connect") from exc
+
+
+def run_until_stopped(main: Callable[[], Awaitable[None]], *, duration_s: float | None) -> None:
+    """Run ``main()`` (a long-running command) until it returns, Ctrl-C or SIGTERM (both
+    cancel it, so it stops cleanly) or ``duration_s`` seconds; a ``BiogwError`` is
+    printed and exits with status 1."""
+
+    async def go() -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None  # inside asyncio.run
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            async with asyncio.timeout(duration_s):
+                await main()
+
+    run(go())
 
 
 def run(coro: Coroutine[Any, Any, None]) -> None:

@@ -27,8 +27,10 @@ from gateway.ble.scan import Sighting, scan
 from gateway.config import Settings, load_settings
 from gateway.consent_cli import register as register_consent_commands
 from gateway.db_cli import register as register_db_commands
+from gateway.demo_cli import register as register_demo_commands
 from gateway.errors import BiogwError, ConfigError
 from gateway.gateway_cli import register as register_gateway_commands
+from gateway.ingest_cli import register as register_ingest_commands
 from gateway.keys_cli import register as register_keys_commands
 from gateway.logs import configure_logging
 from gateway.pairing_cli import register as register_pairing_commands
@@ -92,6 +94,8 @@ register_pairing_commands(main)
 register_db_commands(main)
 register_keys_commands(main)
 register_gateway_commands(main)
+register_ingest_commands(main)
+register_demo_commands(main)
 
 
 def _sightings_table(sightings: list[Sighting]) -> Table:

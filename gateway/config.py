@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -23,6 +23,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from devices.frame import StreamKind
 from gateway.errors import ConfigError
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -62,7 +63,8 @@ class SimSettings(_Section):
 
 
 class DatabaseSettings(_Section):
-    """The care database (identity, consent, audit)."""
+    """The care database (identity, consent, audit, clinical) and the research database
+    (pseudo, release)."""
 
     care_dsn: str | None = None
     """libpq connection string or URI (``BIOGW_DATABASE__CARE_DSN``). ``None``: use an
@@ -70,6 +72,11 @@ class DatabaseSettings(_Section):
     embedded_dir: Path = Path(".biogw/pgdata")
     """Data directory of the embedded server used when ``care_dsn`` is unset, relative to
     the current directory unless absolute (``BIOGW_DATABASE__EMBEDDED_DIR``)."""
+    research_dsn: str | None = None
+    """The research database (``BIOGW_DATABASE__RESEARCH_DSN``). ``None`` with the
+    embedded server: its database ``biogw_research``, migrated on first use. ``None``
+    with a configured ``care_dsn``: no research database (the research path cannot be
+    ingested)."""
 
 
 class PrivacySettings(_Section):
@@ -148,6 +155,60 @@ class MetricsSettings(_Section):
     """0 picks a free port (printed at start)."""
 
 
+IngestPathName = Literal["clinical", "research"]
+
+
+class IngestSettings(_Section):
+    """The ingester (``biogw ingest``): MQTT to the two databases."""
+
+    id: str = Field(default="ingest1", pattern=_TOPIC_SEGMENT)
+    """Instance name; MQTT client ids are ``biogw-{id}-{path}``. Two ingesters sharing
+    the load need different ids and the same ``share_group``."""
+    paths: tuple[IngestPathName, ...] = ("clinical", "research")
+    share_group: str | None = Field(default="biogw-ingest", pattern=_TOPIC_SEGMENT)
+    """MQTT shared subscription group (``$share/{group}/...``): ingesters in one group
+    split the messages. ``None`` subscribes plainly (every ingester gets everything; the
+    databases still store each frame once)."""
+    batch_max_messages: int = Field(default=2000, ge=1, le=65535)
+    batch_max_s: float = Field(default=0.25, gt=0, le=1.0)
+    """A batch is committed when it holds ``batch_max_messages`` or this long after its
+    first message arrived, whichever comes first."""
+    receive_maximum: int = Field(default=10000, ge=1, le=65535)
+    """Un-acknowledged messages the broker may send (MQTT 5 Receive Maximum): bounds the
+    ingester's memory; must be at least ``batch_max_messages`` to fill a batch."""
+    session_expiry_s: int = Field(default=7 * 86400, ge=0, le=0xFFFFFFFF)
+    """How long the broker keeps the subscription and queues messages for a stopped
+    ingester."""
+    retry_initial_s: float = Field(default=0.5, gt=0, le=60)
+    retry_max_s: float = Field(default=30.0, gt=0, le=3600)
+    """Backoff between attempts to reach the broker or a database."""
+    partitions_ahead_days: int = Field(default=1, ge=0, le=31)
+
+
+class RetentionSettings(_Section):
+    """How long each database keeps each stream, in days (``default`` for the streams not
+    named; ``vitals`` for the vitals table). Whole day partitions past the longest period
+    are dropped; a shorter period deletes that stream's rows from the younger ones."""
+
+    clinical: dict[str, float] = Field(default_factory=lambda: {"default": 365.0})
+    research: dict[str, float] = Field(default_factory=lambda: {"default": 730.0})
+    interval_s: float = Field(default=3600.0, gt=0)
+    """How often ``biogw ingest --retention`` runs the job in process."""
+
+    @field_validator("clinical", "research")
+    @classmethod
+    def _known_streams(cls, periods: dict[str, float]) -> dict[str, float]:
+        known = {kind.value for kind in StreamKind} | {"default", "vitals"}
+        unknown = sorted(set(periods) - known)
+        if unknown:
+            raise ValueError(f"unknown stream(s) {', '.join(unknown)}")
+        if any(not 0 < days < 36_500 for days in periods.values()):
+            raise ValueError("periods must be between 0 and 36500 days")
+        if "default" not in periods:
+            raise ValueError("a 'default' period is required")
+        return periods
+
+
 class Settings(BaseSettings):
     """Everything biogw can be told. Frozen; build it with ``load_settings``."""
 
@@ -167,6 +228,8 @@ class Settings(BaseSettings):
     mqtt: MqttSettings = MqttSettings()
     spool: SpoolSettings = SpoolSettings()
     metrics: MetricsSettings = MetricsSettings()
+    ingest: IngestSettings = IngestSettings()
+    retention: RetentionSettings = RetentionSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -211,6 +211,11 @@ class GapTracker:
         self._link_down = False
         self.counters = GapCounters()
 
+    @property
+    def streams(self) -> tuple[StreamKind, ...]:
+        """The streams tracked so far (those seen at least once)."""
+        return tuple(self._streams)
+
     # ------------------------------------------------------------------ events
 
     def link_lost(self) -> None:

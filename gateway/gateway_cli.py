@@ -10,15 +10,10 @@ Must not: print subject ids, addresses or payloads.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import signal
-
 import click
 
 from gateway.app import GatewayHandle, run_gateway
-from gateway.care_db import care_database
-from gateway.care_db import run as run_command
+from gateway.care_db import care_database, run_until_stopped
 from gateway.config import Invocation
 from gateway.keys_cli import open_keystore
 
@@ -43,19 +38,11 @@ def gateway_command(invocation: Invocation, duration_s: float | None) -> None:
     settings = invocation.settings()
     keystore = open_keystore(settings)
 
-    async def go() -> None:
-        loop = asyncio.get_running_loop()
-        main_task = asyncio.current_task()
-        assert main_task is not None
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, main_task.cancel)
+    async def main() -> None:
         async with care_database(settings) as dsn:
-            running = run_gateway(settings, keystore, care_dsn=dsn, ready=_ready)
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                async with asyncio.timeout(duration_s):
-                    await running
+            await run_gateway(settings, keystore, care_dsn=dsn, ready=_ready)
 
-    run_command(go())
+    run_until_stopped(main, duration_s=duration_s)
 
 
 def register(group: click.Group) -> None:

@@ -21,5 +21,7 @@ def configure_logging(level: str) -> None:
         handler._biogw = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.setLevel(level)
-    # bumble is chatty at INFO about every HCI event; keep it to warnings unless debugging.
-    logging.getLogger("bumble").setLevel(max(logging.getLevelName(level), logging.WARNING))
+    # bumble is chatty at INFO about every HCI event, pgserver about every pg_ctl command
+    # (with its whole output); keep them to warnings unless debugging.
+    for name in ("bumble", "pgserver"):
+        logging.getLogger(name).setLevel(max(logging.getLevelName(level), logging.WARNING))

@@ -28,7 +28,7 @@ from devices.sim.polar_sources import PolarSources
 from devices.sim.radio import VirtualRadio
 from devices.sim.sentlog import SentLogSink
 
-__all__ = ["FleetMember", "Model", "SimulatedFleet"]
+__all__ = ["FleetMember", "Model", "SimulatedFleet", "garment_address", "polar_address"]
 
 Model = Literal["polar_h10", "garment"]
 _MAX_PER_MODEL = 0xFFFF
@@ -43,6 +43,16 @@ class FleetMember:
     model: Model
     seed: int
     device: SimPeripheral
+
+
+def polar_address(index: int) -> str:
+    """The static random address of the fleet's ``index``-th Polar H10 (from 1)."""
+    return f"E0:00:00:00:{index >> 8:02X}:{index & 0xFF:02X}"
+
+
+def garment_address(index: int) -> str:
+    """The static random address of the fleet's ``index``-th garment (from 1)."""
+    return f"D0:00:00:00:{index >> 8:02X}:{index & 0xFF:02X}"
 
 
 def _seed(fleet_seed: int, model: str, index: int) -> int:
@@ -104,7 +114,7 @@ class SimulatedFleet:
         async with AsyncExitStack() as stack:
             names: set[str] = set()
             for index in range(1, self._counts[POLAR_MODEL] + 1):
-                address = f"E0:00:00:00:{index >> 8:02X}:{index & 0xFF:02X}"
+                address = polar_address(index)
                 seed = _seed(self._seed, POLAR_MODEL, index)
                 device_id = _unique_hex(seed, 8, names, lambda h: f"Polar H10 {h}")
                 polar = SimulatedPolarH10(
@@ -121,7 +131,7 @@ class SimulatedFleet:
                 )
                 await self._start(stack, polar, POLAR_MODEL, seed)
             for index in range(1, self._counts[GARMENT_MODEL] + 1):
-                address = f"D0:00:00:00:{index >> 8:02X}:{index & 0xFF:02X}"
+                address = garment_address(index)
                 seed = _seed(self._seed, GARMENT_MODEL, index)
                 suffix = _unique_hex(seed, 4, names, garment_name)
                 garment = SimulatedGarment(

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import os
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -23,6 +23,7 @@ from bleak.backends.scanner import AdvertisementData
 
 from devices.sim.fleet import SimulatedFleet
 from devices.sim.radio import VirtualRadio
+from devices.sim.sentlog import SentLogSink
 from gateway.ble.bumble_backend import (
     BumbleAdapter,
     BumbleClient,
@@ -94,11 +95,17 @@ class BleLink:
 
 @contextlib.asynccontextmanager
 async def open_link(
-    ble: BleSettings, sim: SimSettings, *, pairing: PairingPolicy | None = None
+    ble: BleSettings,
+    sim: SimSettings,
+    *,
+    pairing: PairingPolicy | None = None,
+    log_for: Callable[[str], SentLogSink | None] | None = None,
 ) -> AsyncIterator[BleLink]:
     """The configured link, ready to scan and connect; closed on exit. ``pairing`` sets
     how the virtual link's adapter pairs (e.g. passkey entry); on the platform link
-    pairing is BlueZ's, with its own agent."""
+    pairing is BlueZ's, with its own agent. ``log_for`` (virtual link only) gives each
+    simulated device, by address, a sink recording what it sent (the simulator's truth,
+    for end-to-end checks)."""
     if ble.link == "platform":
         kwargs: dict[str, Any] = {}
         if ble.adapter is not None:
@@ -117,6 +124,7 @@ async def open_link(
                 passkey=sim.passkey,
                 speed=sim.speed,
                 replay_ecg=sim.replay_ecg,
+                log_for=log_for,
             )
         )
         adapter = await stack.enter_async_context(

@@ -18,8 +18,6 @@ import os
 import re
 import secrets
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
 from collections import defaultdict
@@ -43,6 +41,7 @@ from gateway.transport.topics import TopicLayout
 from gateway.transport.wire import decode
 from tests.brokers import MOSQUITTO, MosquittoBroker, Subscriber
 from tests.gateway.store.consent_factory import grant
+from tests.integration.processes import BiogwProcess
 
 GARMENTS = 2
 MASTER_KEY = "5a" * 32
@@ -63,7 +62,6 @@ METRICS = (
 reconnects): every one is served by the running gateway."""
 BOUNDARY_NS = 1_000_000_000
 """Frames sampled this long after the broker stopped cannot have been in flight at the stop."""
-READY = re.compile(r"metrics http://([\d.]+):(\d+)/metrics")
 
 
 async def _enroll(admin: psycopg.AsyncConnection[Any]) -> list[UUID]:
@@ -83,41 +81,6 @@ async def _enroll(admin: psycopg.AsyncConnection[Any]) -> list[UUID]:
         await append_events(admin, [grant(subject, s, start) for s in scopes], actor_role="test")
         subjects.append(subject)
     return subjects
-
-
-class Gateway:
-    """``biogw gateway`` as a child process; ``metrics`` is its endpoint once ready."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self._env = env
-        self._log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        code = "import sys; from gateway.cli import main; main(sys.argv[1:])"
-        with self._log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-c", code, "gateway"],
-                env=self._env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-
-    async def metrics_url(self) -> str:
-        async with asyncio.timeout(60):
-            while True:
-                assert self.proc is not None
-                assert self.proc.poll() is None, self._log.read_text()
-                found = READY.findall(self._log.read_text(errors="replace"))
-                if found:
-                    host, port = found[-1]
-                    return f"http://{host}:{port}/metrics"
-                await asyncio.sleep(0.2)
-
-    def kill(self, signum: int) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signum)
-            self.proc.wait(30)
 
 
 def _scrape(url: str) -> str:
@@ -168,7 +131,7 @@ async def test_kill_9_while_the_broker_is_down_loses_nothing_spooled(
         "BIOGW_GATEWAY__ID": "crashgw",
     }
     env.pop("BIOGW_CONFIG")
-    gateway = Gateway(env, tmp_path / "gateway.log")
+    gateway = BiogwProcess(["gateway"], env, tmp_path / "gateway.log")
     subscriber = Subscriber(broker.endpoint, "crash-sub", layout.clinical_filter())
     messages: list[bytes] = []
     with _cleanup(broker.stop, lambda: gateway.kill(signal.SIGKILL)):
