@@ -9,7 +9,9 @@ are built before timing. Then, on a fresh database (created and dropped here):
   ``--batch`` messages (the ingester's batch: up to N messages or 1 s), one committed
   transaction each, as the INSERT-only ingest login role;
 * ``ingest pipelined``: the same with the next batch classified while the previous
-  write waits on the server (one thread: asyncio only);
+  write waits on the server (one thread: asyncio only), as ``PathIngester`` does (its
+  committer task takes one batch while the collector classifies the next): the
+  ingester's figure;
 * ``raw COPY``: the same rows, pre-encoded binary COPY buffers (no decode, no checks),
   COPYed batch by batch into the same table with a commit per batch: the ceiling;
 * ``duplicates``: the same batches written again (every frame already stored: the slow
@@ -112,8 +114,13 @@ class Run:
         ratio = (
             f"  {self.seconds and ceiling.seconds / self.seconds:6.1%} of raw" if ceiling else ""
         )
+        rate = (
+            f"{self.samples / self.seconds / 1e6:6.2f} M samples/s"
+            if self.samples
+            else ("    (none stored)")
+        )
         return (
-            f"  {self.name:<26} {self.samples / self.seconds / 1e6:6.2f} M samples/s"
+            f"  {self.name:<26} {rate}"
             f"  {self.rows / self.seconds:9,.0f} rows/s  ({self.rows:,} rows in"
             f" {self.seconds:.2f} s){ratio}"
         )
@@ -165,6 +172,19 @@ async def ingest_pipelined(
             rows += result.frames
             samples += result.samples
     return Run("ingest pipelined", rows, samples, time.perf_counter() - start)
+
+
+async def _storage(admin_dsn: str, path: IngestPath) -> str:
+    """How the migrations store the samples column (EXTERNAL: out of line, no pglz)."""
+    async with await Conn.connect(admin_dsn, autocommit=True) as admin:
+        cur = await admin.execute(
+            "SELECT attstorage FROM pg_attribute"
+            " WHERE attrelid = %s::regclass AND attname = 'samples'",
+            (f"{path.schema}.frames",),
+        )
+        row = await cur.fetchone()
+    names = {"p": "PLAIN", "e": "EXTERNAL", "m": "MAIN", "x": "EXTENDED (pglz)"}
+    return "?" if row is None else names.get(str(row[0]), str(row[0]))
 
 
 async def raw_copy(
@@ -238,11 +258,10 @@ async def run_path(server: str, path: IngestPath, args: argparse.Namespace) -> N
     # them (a real ingester holds only the batch in hand).
     gc.collect()
     gc.freeze()
-    storage = "EXTERNAL" if args.storage_external else "default (EXTENDED, pglz)"
     print(
         f"{path.value} path: {len(msgs):,} ECG frames x {args.samples} samples"
         f" ({len(msgs[0][1])} B payloads), {args.subjects} subjects, batches of {args.batch};"
-        f" samples storage {storage}; best of {args.repeat}"
+        f" best of {args.repeat}"
     )
     raw: list[Run] = []
     plain: list[Run] = []
@@ -252,14 +271,7 @@ async def run_path(server: str, path: IngestPath, args: argparse.Namespace) -> N
         bench_database(server, path) as (admin_dsn, ingest_dsn),
         await Conn.connect(ingest_dsn) as conn,
     ):
-        if args.storage_external:
-            async with await Conn.connect(admin_dsn, autocommit=True) as admin:
-                frames = sql.Identifier(path.schema, "frames")
-                await admin.execute(
-                    sql.SQL("ALTER TABLE {} ALTER COLUMN samples SET STORAGE EXTERNAL").format(
-                        frames
-                    )
-                )
+        print(f"  samples column storage: {await _storage(admin_dsn, path)}")
         # warm-up: partitions, caches, staging table
         await ingest(conn, path, batches[:2], now_ns, "warm-up")
         for _ in range(args.repeat):  # interleaved, so load on the machine hits all alike
@@ -290,11 +302,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--repeat", type=int, default=3, help="runs of each; best is shown")
     parser.add_argument("--research", action="store_true", help="also run the research path")
-    parser.add_argument(
-        "--storage-external",
-        action="store_true",
-        help="ALTER the samples column to STORAGE EXTERNAL first (no pglz attempt)",
-    )
     args = parser.parse_args(argv)
     server = os.environ.get("BIOGW_BENCH_DSN", DEFAULT_DSN)
     print("ingest: one benchmark thread (asyncio); PostgreSQL runs in its own processes")

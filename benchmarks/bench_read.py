@@ -37,6 +37,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from devices.frame import StreamKind
 from devices.garment.codec import samples_per_frame
 from devices.garment.spec import GarmentStream
+from gateway.store import MigrationError
 from gateway.store.migrate import load_migrations, migrate
 from gateway.store.partitions import ensure_partitions
 from gateway.store.signals import read_signal
@@ -144,6 +145,13 @@ async def _ensure_database(server_dsn: str, name: str) -> str:
         if await cur.fetchone() is None:
             await conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     return make_conninfo(server_dsn, dbname=name)
+
+
+async def _drop_database(server_dsn: str, name: str) -> None:
+    async with await psycopg.AsyncConnection.connect(server_dsn, autocommit=True) as conn:
+        await conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
 
 
 async def _stored_params(conn: Conn) -> tuple[FillParams | None, int, int]:
@@ -305,8 +313,16 @@ async def run(args: argparse.Namespace) -> None:
     dsn = await _ensure_database(server, args.database)
     host = conninfo_to_dict(dsn).get("host", "?")
     print(f"== database {args.database} on {host}")
+    try:
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+            await migrate(conn, load_migrations())
+    except MigrationError as exc:  # the kept fill predates a migration: start afresh
+        print(f"== the stored fill has an older schema ({exc.reason}): dropping it")
+        await _drop_database(server, args.database)
+        dsn = await _ensure_database(server, args.database)
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+            await migrate(conn, load_migrations())
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        await migrate(conn, load_migrations())
         await conn.execute(_SETUP)
     now_ns = time.time_ns() // _NS_PER_S * _NS_PER_S
     wanted = FillParams(args.subjects, args.hours, FS_HZ, SPF, now_ns)

@@ -20,7 +20,9 @@ Failures:
   its connection alive, and the Receive Maximum bounds what it buffers);
 * the database refuses a row (a data or integrity error no validation foresaw): the batch
   is split in halves until the offending message is alone, which becomes a dead letter
-  with reason ``db_<sqlstate>``; every other message is stored.
+  with reason ``db_<sqlstate>``; every other message is stored;
+* the broker refuses the subscription (its ACL): ``run`` ends with that error, a
+  configuration problem that retrying cannot fix.
 
 Must not: acknowledge a message before the transaction holding it has committed, log a
 topic, payload or subject id above DEBUG, or stop on bad input.

@@ -144,7 +144,8 @@ async def test_five_garments_five_minutes_stored_exactly_in_both_databases(
 
     clinical = await _check_clinical(care_db, wearers, logs, cut)
     await _check_research(research_db, wearers, pseudonyms, clinical, cut)
-    await _check_research_gaps(care_db, research_db)
+    gaps = await _check_research_gaps(care_db, research_db)
+    print(f"e2e: {len(clinical)} clinical frames stored, {gaps} gaps, {SIGNAL_S:.0f} s of signal")
     ingest: IngestHandle = handles["ingest"]
     assert all(i.counters.dead_letters == 0 for i in ingest.ingesters)
 
@@ -301,8 +302,9 @@ async def _check_research(
         assert all(theirs[k][1] == mine[k][1] for k in mine), wearer.label
 
 
-async def _check_research_gaps(care: str, research: str) -> None:
+async def _check_research_gaps(care: str, research: str) -> int:
     clinical = await _rows(care, "SELECT stream, cause, samples_missing FROM clinical.gaps")
     pseudo = await _rows(research, "SELECT stream, cause, samples_missing FROM pseudo.gaps")
     assert sorted(clinical) == sorted(pseudo)
     assert clinical, "the out-of-range garment produced gaps"
+    return len(clinical)
