@@ -44,7 +44,7 @@ import psycopg
 
 from gateway.backoff import BackoffPolicy, BackoffState
 from gateway.config import IngestSettings, MqttSettings
-from gateway.ingest.validate import DeadLetter, IngestPath, Item, classify
+from gateway.ingest.validate import DeadLetter, IngestPath, Item, classify, message_digest
 from gateway.ingest.writer import SignalWriter, WriteResult
 from gateway.router import ClinicalGap, ResearchGap
 from gateway.store import StoreError, translate_error
@@ -183,12 +183,10 @@ class PathIngester:
             while True:
                 batch, ended = await self._collect(conn)
                 if batch:
-                    await ready.put(self._classify(batch, ack=ended is None))
+                    await _hand_over(ready, self._classify(batch, ack=ended is None), committer)
                     self.counters.pending += len(batch)
-                if committer.done():  # it only ends by a bug: surface it
-                    committer.result()
                 if ended is not None:
-                    await ready.put(None)
+                    await _hand_over(ready, None, committer)
                     await committer  # whatever was collected is still committed
                     raise ended
         finally:
@@ -217,7 +215,11 @@ class PathIngester:
         now_ns = self._clock()
         path, layout = self.path, self._layout
         entries = [
-            _Entry(classify(path, layout, d.topic, d.payload, now_ns=now_ns), d.payload)
+            _Entry(
+                classify(path, layout, d.topic, d.payload, now_ns=now_ns),
+                d.payload,
+                message_digest(d.topic, d.payload),
+            )
             for d in batch
         ]
         self.counters.messages += len(batch)
@@ -243,7 +245,11 @@ class PathIngester:
             return batch, exc
         return batch, None
 
-    async def _write(self, entries: list[_Entry]) -> None:
+    async def _write(self, entries: list[_Entry], *, last_resort: bool = False) -> None:
+        """Commit ``entries``, retrying with backoff while the database is unavailable.
+        A refused row (data or integrity error) is isolated by ``_split``; when
+        ``last_resort`` (a dead letter replacing a refused one) is refused too, that is a
+        bug and it is raised."""
         state = BackoffState()
         items = [entry.item for entry in entries]
         while True:
@@ -252,6 +258,8 @@ class PathIngester:
                 result = await self._writer.write(conn, items)
             except StoreError as exc:
                 if (exc.sqlstate or "")[:2] in _SPLIT_CLASSES:
+                    if last_resort:
+                        raise
                     await self._split(entries, exc)
                     return
                 self.counters.db_failures += 1
@@ -270,15 +278,16 @@ class PathIngester:
             await self._write(entries[:middle])
             await self._write(entries[middle:])
             return
-        item, raw = entries[0].item, entries[0].payload
+        item, raw, digest = entries[0].item, entries[0].payload, entries[0].digest
+        reason = f"db_{exc.sqlstate}"
         if isinstance(item, DeadLetter):  # even the dead letter was refused: keep less
-            dead = DeadLetter(item.topic_class, f"db_{exc.sqlstate}", None)
+            dead = DeadLetter(item.topic_class, reason, None, item.digest)
         else:
             # A decoded research message carries no identifier, so its bytes may stay.
             topic_class = "gaps" if isinstance(item, _GAPS) else "frames"
-            dead = DeadLetter(topic_class, f"db_{exc.sqlstate}", raw)
-        logger.warning("%s ingest: a message refused by the database (%s)", self.path, dead.reason)
-        await self._write([_Entry(dead, raw)])
+            dead = DeadLetter(topic_class, reason, raw, digest)
+        logger.warning("%s ingest: a message refused by the database (%s)", self.path, reason)
+        await self._write([_Entry(dead, raw, digest)], last_resort=True)
 
     def _count(self, items: Sequence[Item], result: WriteResult) -> None:
         self.counters.add(result)
@@ -302,10 +311,25 @@ class PathIngester:
                 await db.close()
 
 
+async def _hand_over(
+    ready: asyncio.Queue[_Batch | None], batch: _Batch | None, committer: asyncio.Task[None]
+) -> None:
+    """Queue ``batch`` for the committer; if the committer ends first (only a bug ends
+    it), raise its error instead of waiting for ever."""
+    put = asyncio.ensure_future(ready.put(batch))
+    done, _ = await asyncio.wait({put, committer}, return_when=asyncio.FIRST_COMPLETED)
+    if put in done:
+        return
+    put.cancel()
+    committer.result()  # raises what ended it
+    raise RuntimeError("the committer ended without an error")
+
+
 @dataclass(frozen=True, slots=True)
 class _Entry:
     item: Item
     payload: bytes
+    digest: bytes
 
 
 @dataclass(frozen=True, slots=True)

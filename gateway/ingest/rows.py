@@ -70,7 +70,7 @@ _FRAME_TAIL: Final = (
     "samples",
 )
 _GAP_TAIL: Final = ("stream", "start_ns", "end_ns", "ts", "samples_missing", "cause")
-DEAD_LETTER_COLUMNS: Final = ("topic_class", "reason", "payload")
+DEAD_LETTER_COLUMNS: Final = ("topic_class", "reason", "payload", "digest")
 
 _NULL: Final = struct.pack(">i", -1)
 _TIMES: Final = struct.Struct(">iqiq")  # time_ns, ts
@@ -214,4 +214,5 @@ def dead_letter_params(letters: Sequence[DeadLetter], *, clinical: bool) -> list
         payloads: list[bytes | None] = [d.payload or b"" for d in letters]
     else:
         payloads = [d.payload for d in letters]
-    return [[d.topic_class for d in letters], [d.reason for d in letters], payloads]
+    digests = [d.digest for d in letters]
+    return [[d.topic_class for d in letters], [d.reason for d in letters], payloads, digests]

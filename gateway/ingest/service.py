@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 import psycopg
@@ -27,6 +27,7 @@ from gateway.ingest.ingester import IngestCounters, PathIngester
 from gateway.ingest.validate import IngestPath
 from gateway.metrics import DataclassSource, FieldMetric, GatewayMetrics, Sample
 from gateway.metrics_http import serve_metrics
+from gateway.privacy.pseudonyms import MAX_SHIFT_WEEKS
 from gateway.store import StoreError
 from gateway.store.partitions import SignalSchema
 from gateway.store.retention import apply_retention
@@ -173,8 +174,9 @@ async def run_retention_once(
         periods = (
             settings.retention.clinical if schema == "clinical" else settings.retention.research
         )
+        slack = timedelta(weeks=MAX_SHIFT_WEEKS) if schema == "pseudo" else timedelta(0)
         async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-            report = await apply_retention(conn, schema, periods, now=now)
+            report = await apply_retention(conn, schema, periods, now=now, shift_slack=slack)
         done[schema] = (len(report.dropped), sum(report.deleted.values()))
     return done
 

@@ -41,12 +41,13 @@ keep topics, subject ids or payloads anywhere but in the returned value.
 from __future__ import annotations
 
 import functools
+import hashlib
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 from uuid import UUID
 
-from devices.frame import StreamKind, Timebase
+from devices.frame import FloatArray, StreamKind, Timebase
 from gateway.privacy import KeyStoreError, parse_pseudonym
 from gateway.privacy.pseudonyms import MAX_SHIFT_WEEKS, WEEK_NS
 from gateway.router import ClinicalFrame, ClinicalGap, ResearchFrame, ResearchGap
@@ -64,6 +65,7 @@ __all__ = [
     "Item",
     "StorableItem",
     "classify",
+    "message_digest",
     "time_bounds",
 ]
 
@@ -111,6 +113,7 @@ REASONS: Final = WIRE_REASONS | frozenset(
         "bad_pseudonym",
         "device_timebase",
         "bad_text",
+        "bad_shape",
         "int_out_of_range",
         "time_out_of_range",
     }
@@ -144,6 +147,9 @@ class DeadLetter:
     topic_class: str
     reason: str
     payload: bytes | None
+    digest: bytes | None = None
+    """SHA-256 of the message (topic and payload): a redelivered bad message is stored
+    once (the tables are unique on it). ``None``: not deduplicated."""
 
 
 StorableItem = ClinicalFrame | ResearchFrame | ClinicalGap | ResearchGap
@@ -193,6 +199,14 @@ def _is_pseudonym(text: str) -> bool:
     return True
 
 
+def message_digest(topic: str, payload: bytes) -> bytes:
+    """What identifies one broker message for dead-letter deduplication."""
+    digest = hashlib.sha256(topic.encode("utf-8", "surrogatepass"))
+    digest.update(b"\x00")
+    digest.update(payload)
+    return digest.digest()
+
+
 def classify(
     path: IngestPath, layout: TopicLayout, topic: str, payload: bytes, *, now_ns: int
 ) -> Item:
@@ -212,7 +226,8 @@ def classify(
             raise _RejectedError(f"wire_{exc.reason}") from None
         _check(path, parsed, message, now_ns)
     except _RejectedError as reject:
-        return DeadLetter(topic_class, reject.reason, _kept(path, reject.reason, payload, message))
+        kept = _kept(path, reject.reason, payload, message)
+        return DeadLetter(topic_class, reject.reason, kept, message_digest(topic, payload))
     return message
 
 
@@ -241,10 +256,21 @@ def _check_topic(parsed: ParsedTopic, *, is_gap: bool, stream: StreamKind) -> No
 
 
 def _check_frame_fields(
-    channels: tuple[str, ...], sequence: int | None, time_ns: int, low: int, high: int
+    samples: FloatArray,
+    channels: tuple[str, ...],
+    sequence: int | None,
+    time_ns: int,
+    low: int,
+    high: int,
 ) -> None:
     if channels and any("\x00" in name for name in channels):
         raise _RejectedError("bad_text")
+    # Stored as (n_samples x len(channels)): a 2-D frame needs one name per column (it
+    # could not be read back as sent otherwise); a 1-D frame has at most one name.
+    if samples.ndim == 2 and samples.shape[1] != len(channels):
+        raise _RejectedError("bad_shape")
+    if samples.ndim == 1 and len(channels) > 1:
+        raise _RejectedError("bad_shape")
     if sequence is not None and sequence > _BIGINT_MAX:
         raise _RejectedError("int_out_of_range")
     if not low <= time_ns <= high:
@@ -267,7 +293,7 @@ def _check_clinical_frame(parsed: ParsedTopic, value: ClinicalFrame, low: int, h
         raise _RejectedError("bad_device_key")
     if frame.timebase is Timebase.DEVICE:
         raise _RejectedError("device_timebase")
-    _check_frame_fields(frame.channels, frame.sequence, frame.time_ns, low, high)
+    _check_frame_fields(frame.samples, frame.channels, frame.sequence, frame.time_ns, low, high)
 
 
 def _check_clinical_gap(parsed: ParsedTopic, value: ClinicalGap, low: int, high: int) -> None:
@@ -284,7 +310,7 @@ def _check_research_frame(parsed: ParsedTopic, value: ResearchFrame, low: int, h
     _check_topic(parsed, is_gap=False, stream=value.stream)
     if not _is_pseudonym(value.pseudonym):
         raise _RejectedError("bad_pseudonym")
-    _check_frame_fields(value.channels, value.sequence, value.time_ns, low, high)
+    _check_frame_fields(value.samples, value.channels, value.sequence, value.time_ns, low, high)
 
 
 def _check_research_gap(parsed: ParsedTopic, value: ResearchGap, low: int, high: int) -> None:

@@ -85,6 +85,7 @@ class WriteResult:
     gaps: int
     gap_duplicates: int
     dead_letters: int
+    """Dead letters stored now (one already stored, redelivered, is not stored again)."""
     samples: int
     """Sample values (``samples.size``) of the frames stored now."""
 
@@ -151,7 +152,12 @@ def _statements(path: IngestPath) -> _Statements:
             " ON CONFLICT DO NOTHING"
         ).format(frames, frame_list, frame_list, stage),
         insert_gaps=unnest("gaps", gcols, gtypes, " ON CONFLICT DO NOTHING"),
-        insert_dead=unnest("dead_letters", rows.DEAD_LETTER_COLUMNS, ("text", "text", "bytea"), ""),
+        insert_dead=unnest(
+            "dead_letters",
+            rows.DEAD_LETTER_COLUMNS,
+            ("text", "text", "bytea", "bytea"),
+            " ON CONFLICT DO NOTHING",
+        ),
     )
 
 
@@ -248,13 +254,13 @@ class SignalWriter:
             if batch.gaps:
                 cur = await conn.execute(self._sql.insert_gaps, rows.gap_params(batch.gaps))
                 gaps = max(cur.rowcount, 0)
+            dead = 0
             if batch.dead:
                 clinical = self._path is IngestPath.CLINICAL
                 params = rows.dead_letter_params(batch.dead, clinical=clinical)
-                await conn.execute(self._sql.insert_dead, params)
-        return WriteResult(
-            stored, frame_dups, gaps, len(batch.gaps) - gaps, len(batch.dead), samples
-        )
+                cur = await conn.execute(self._sql.insert_dead, params)
+                dead = max(cur.rowcount, 0)
+        return WriteResult(stored, frame_dups, gaps, len(batch.gaps) - gaps, dead, samples)
 
     async def _write_frames(
         self, conn: psycopg.AsyncConnection[Any], frames: list[ClinicalFrame] | list[ResearchFrame]

@@ -12,7 +12,11 @@ on one signal schema (``clinical`` in the care database, ``pseudo`` in the resea
 Under TimescaleDB (the tables are hypertables) chunks are dropped instead of partitions,
 with the same cutoffs.
 
-Cutoffs are computed from the caller's ``now`` (no clock here). Runs with the rights of
+Cutoffs are computed from the caller's ``now`` (no clock here). The research database
+holds date-shifted times (a secret whole-week shift per subject, up to 26 weeks either
+way, unknown to this database), so its cutoffs move back by the largest shift
+(``shift_slack``): nobody's data is deleted early, at the price of keeping some up to
+52 weeks longer than the period. Runs with the rights of
 the tables' owner (DROP), never as an ingest role.
 
 Must not: drop a partition holding any time younger than a period that applies to it,
@@ -84,9 +88,15 @@ async def apply_retention(
     periods: Mapping[str, float],
     *,
     now: datetime,
+    shift_slack: timedelta = timedelta(0),
 ) -> RetentionReport:
-    """Enforce ``periods`` on ``schema`` as of ``now``; see the module docstring."""
-    cut = cutoffs(periods, now)
+    """Enforce ``periods`` on ``schema`` as of ``now``; see the module docstring.
+    ``shift_slack``: the stored times are shifted by up to this much either way (the
+    research database's per-subject date shift), so every cutoff moves back by it: no
+    subject's data goes before its period; some stay up to twice the slack longer."""
+    if shift_slack < timedelta(0):
+        raise ValueError("shift_slack must not be negative")
+    cut = cutoffs(periods, now - shift_slack)
     drop = drop_partitions_before
     if await is_hypertable(conn, schema, "frames"):
         drop = drop_chunks_before

@@ -16,7 +16,14 @@ from hypothesis import strategies as st
 
 from devices.frame import Quality, StreamKind, Timebase, Unit
 from gateway.ingest import REASONS, DeadLetter, IngestPath, classify
-from gateway.ingest.validate import DAY_NS, MIN_TIME_NS, WIRE_REASONS, Item, time_bounds
+from gateway.ingest.validate import (
+    DAY_NS,
+    MIN_TIME_NS,
+    WIRE_REASONS,
+    Item,
+    message_digest,
+    time_bounds,
+)
 from gateway.privacy.pseudonyms import MAX_SHIFT_WEEKS, WEEK_NS
 from gateway.router import ClinicalFrame, ClinicalGap, ResearchFrame, ResearchGap
 from gateway.transport import wire
@@ -161,6 +168,8 @@ def _semantic_cases() -> list[tuple[str, IngestPath, tuple[str, bytes]]]:
         ("device_timebase", C, clinical_frame(timebase=Timebase.DEVICE)[1]),
         ("bad_text", C, clinical_frame(channels=("a\x00",))[1]),
         ("bad_text", R, research_frame(channels=("x", "\x00"), n=2, samples=np.zeros((2, 2)))[1]),
+        ("bad_shape", C, clinical_frame(n=2, samples=np.zeros((2, 3)))[1]),
+        ("bad_shape", R, research_frame(channels=("x", "y"), n=2, samples=np.zeros(2))[1]),
         ("int_out_of_range", C, clinical_frame(sequence=2**63)[1]),
         ("int_out_of_range", R, research_gap(missing=2**64 - 1)[1]),
         ("time_out_of_range", C, clinical_frame(time_ns=MIN_TIME_NS - 1)[1]),
@@ -194,10 +203,16 @@ def test_every_documented_reason_is_exercised() -> None:
 def test_topic_class_names_the_kind_of_topic_never_the_topic() -> None:
     _, (topic, payload) = clinical_frame(time_ns=0)
     gap_topic = LAYOUT.clinical(SUBJECT, StreamKind.ECG, gap=True)
-    assert run(C, (topic, payload)) == DeadLetter("frames", "time_out_of_range", payload)
-    assert run(C, (gap_topic, payload)) == DeadLetter("gaps", "kind_mismatch", payload)
-    letter = run(C, ("biogwtest/v1/clinical/" + str(SUBJECT), payload))
-    assert letter == DeadLetter("unknown", "bad_topic", payload)
+    bad_topic = "biogwtest/v1/clinical/" + str(SUBJECT)
+    assert run(C, (topic, payload)) == DeadLetter(
+        "frames", "time_out_of_range", payload, message_digest(topic, payload)
+    )
+    assert run(C, (gap_topic, payload)) == DeadLetter(
+        "gaps", "kind_mismatch", payload, message_digest(gap_topic, payload)
+    )
+    letter = run(C, (bad_topic, payload))
+    assert letter == DeadLetter("unknown", "bad_topic", payload, message_digest(bad_topic, payload))
+    assert message_digest(topic, payload) != message_digest(gap_topic, payload)
     assert str(SUBJECT) not in repr(DeadLetter("unknown", "bad_topic", None))
 
 

@@ -213,6 +213,22 @@ async def test_dead_letters_are_stored_with_reasons(ingest_db: IngestDb) -> None
                         ("frames", "wire_bad_magic", None)]  # fmt: skip
 
 
+async def test_a_redelivered_dead_letter_is_stored_once(ingest_db: IngestDb) -> None:
+    """A batch of refused messages committed but never acknowledged comes again: the
+    dead letters are not stored (nor counted) twice; a different message still is."""
+    db = ingest_db
+    topic = LAYOUT.research(StreamKind.ECG)
+    if db.path is IngestPath.CLINICAL:
+        topic = LAYOUT.clinical(new_subject(0)[0], StreamKind.ECG)
+    bad = classify(db.path, LAYOUT, topic, b"not a wire message", now_ns=NOW_NS)
+    other = classify(db.path, LAYOUT, topic, b"not one either", now_ns=NOW_NS)
+    writer = SignalWriter(db.path)
+    assert (await write(db, writer, [bad])).dead_letters == 1
+    assert (await write(db, writer, [bad, other, bad])).dead_letters == 1
+    rows = await fetch(db, "SELECT count(*), count(DISTINCT digest) FROM {s}.dead_letters")
+    assert rows == [(2, 2)]
+
+
 async def _partitions(db: IngestDb, table: str) -> set[str]:
     rows = await fetch(
         db,

@@ -10,6 +10,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 
 from gateway.store import MigrationError, StorePermissionError, translate_error
 from gateway.store.migrate import load_migrations, migrate
@@ -72,7 +73,7 @@ async def _privileges(conn: Conn, roles: tuple[str, ...], tables: list[str]) -> 
 async def test_both_sets_apply_on_fresh_databases_and_are_idempotent(
     new_database: Callable[[], Awaitable[str]],
 ) -> None:
-    for name, versions in (("care", (1, 2, 3, 4, 5, 6)), ("research", (1, 2))):
+    for name, versions in (("care", (1, 2, 3, 4, 5, 6, 7)), ("research", (1, 2, 3))):
         dsn = await new_database()
         async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
             assert await migrate(conn, load_migrations(name)) == versions, name
@@ -171,3 +172,18 @@ async def test_roles_of_one_database_hold_nothing_in_the_other(
             "SELECT has_database_privilege('research_ingest_login', current_database(), 'CONNECT')"
         )
         assert await cur.fetchone() == (True,)
+
+
+async def test_research_logins_cannot_connect_to_the_care_database(
+    care_db: str, research_db: str
+) -> None:
+    """CONNECT is revoked from PUBLIC on both sides (care 0007, research 0001): on a
+    shared server a research login is refused at the door of the care database."""
+    for login in ("research_ingest_login", "research_api_login"):
+        with pytest.raises(psycopg.OperationalError, match="permission denied"):
+            await psycopg.AsyncConnection.connect(make_conninfo(care_db, user=login))
+    for login in ("clinical_ingest_login", "biogw_clinician_api_login"):
+        async with await psycopg.AsyncConnection.connect(make_conninfo(care_db, user=login)):
+            pass
+        with pytest.raises(psycopg.OperationalError, match="permission denied"):
+            await psycopg.AsyncConnection.connect(make_conninfo(research_db, user=login))

@@ -107,3 +107,26 @@ def test_cutoffs_follow_the_longest_period() -> None:
         cutoffs({"ecg": 7.0}, NOW)
     with pytest.raises(ValueError, match="timezone"):
         cutoffs({"default": 7.0}, NOW.replace(tzinfo=None))
+
+
+async def test_a_shift_slack_moves_every_cutoff_back(
+    new_database: Callable[[], Awaitable[str]],
+) -> None:
+    """Research times are shifted by up to the slack either way: nothing within the
+    period plus the slack goes."""
+    dsn = await new_database()
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await migrate(conn, load_migrations("research"))
+        await _fill(conn, "pseudo")
+        periods = {"default": 3.0, "ecg": 2.0, "vitals": 2.0}
+        report = await apply_retention(
+            conn, "pseudo", periods, now=NOW, shift_slack=timedelta(days=4)
+        )
+        temp = await _ages(conn, "pseudo", "frames", "temp")  # 3 days + 4 of slack
+        assert temp[:7] == list(range(7))
+        assert max(temp) <= 7
+        ecg = await _ages(conn, "pseudo", "frames", "ecg")  # 2 days + 4 of slack
+        assert ecg == list(range(6))
+        assert partition_name("frames", (NOW - timedelta(days=9)).date()) in report.dropped
+        with pytest.raises(ValueError, match="negative"):
+            await apply_retention(conn, "pseudo", periods, now=NOW, shift_slack=-timedelta(1))
