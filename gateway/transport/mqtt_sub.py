@@ -9,6 +9,8 @@ messages, which bounds memory: Mosquitto caps a 3.1.1 subscriber at
 ``max_inflight_messages`` instead) and Session Expiry Interval (a restarted ingester
 finds its un-acked messages queued). ``run`` reads the stream and keeps the connection
 alive even while the caller takes nothing (a database outage may last minutes).
+Cancelling ``run`` only stops reading; ``close`` sends what is buffered (PUBACKs), then
+DISCONNECT, so acks made before it reach the broker.
 
 Overflow policy: QoS 0 deliveries arriving while ``receive_maximum`` deliveries wait
 untaken are dropped and counted (``dropped_qos0``). A broker that overruns Receive
@@ -57,7 +59,7 @@ from gateway.transport.mqtt_client import (
     translate_error,
 )
 from gateway.transport.mqtt_codec import MqttCodecError
-from gateway.transport.mqtt_data import close_stream, open_stream
+from gateway.transport.mqtt_data import CLOSE_TIMEOUT_S, close_stream, open_stream
 
 __all__ = [
     "Delivery",
@@ -178,6 +180,7 @@ class SubscriberConnection:
         self.unknown_acks = 0
         """``ack`` calls for packet ids that were not outstanding (ignored)."""
         self.dropped_qos0 = 0
+        self.pingreqs = 0
         self.pingresps = 0
         self.overruns = 0
         """Times the broker sent more un-acked QoS 1 messages than Receive Maximum
@@ -261,8 +264,9 @@ class SubscriberConnection:
     async def run(self) -> None:
         """Read the broker's stream (deliveries for ``receive``, SUBACKs, PINGRESPs) and
         keep the connection alive: every half keepalive, PINGREQ when nothing was sent or
-        nothing received since the last tick; no PINGRESP within the keepalive ends the
-        connection. Ends only by raising ``TransportError``."""
+        nothing received since the last tick (every tick while reading is paused); no
+        PINGRESP within the keepalive ends the connection. Ends only by raising
+        ``TransportError``; cancelling it stops reading and leaves the connection up."""
         if self._reading:
             raise RuntimeError("the connection is already being read")
         self._reading = True
@@ -273,8 +277,7 @@ class SubscriberConnection:
         except (OSError, EOFError, MqttCodecError) as exc:
             raise self._fail(translate_error(exc, connected=True)) from exc
         finally:
-            self._reading = False
-            self._fail(TransportError(TransportErrorKind.CONNECTION_LOST))  # cancelled
+            self._reading = False  # cancelled: pending writes (PUBACKs) are left to close()
 
     async def receive(self, timeout_s: float | None) -> list[Delivery]:
         """Every delivery received and not yet taken, in arrival order; waits up to
@@ -307,10 +310,21 @@ class SubscriberConnection:
             self._room.set()
 
     async def close(self) -> None:
-        """DISCONNECT (normal, reason 0; the session stays for ``session_expiry_s``) if
-        the connection is still up, and close; never raises a transport error."""
-        self._fail(TransportError(TransportErrorKind.CONNECTION_LOST))
-        await close_stream(self._writer, DISCONNECT)
+        """End the connection for ``receive``/``ack``, then send what is buffered (PUBACKs)
+        and DISCONNECT (normal; the session stays for ``session_expiry_s``) if still up,
+        and close; never raises a transport error. Unless ``run`` is reading, it drops what
+        comes until the broker closes: a socket closed with unread data sends a reset,
+        which can make the broker lose PUBACKs it has not processed yet."""
+        self._fail(TransportError(TransportErrorKind.CONNECTION_LOST), abort=False)
+        goodbye = DISCONNECT
+        if not self._reading and not self._writer.transport.is_closing():
+            self._writer.write(DISCONNECT)
+            goodbye = b""
+            with contextlib.suppress(OSError, TimeoutError):
+                async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                    while await self._reader.read(READ_CHUNK):
+                        pass  # deliveries not acked: they come again
+        await close_stream(self._writer, goodbye)
 
     # -- internals --------------------------------------------------------------------
 
@@ -321,12 +335,14 @@ class SubscriberConnection:
         if failure is not None:
             raise TransportError(failure.kind, failure.code)
 
-    def _fail(self, error: TransportError) -> TransportError:
-        """Record the first reason the connection ended; wake ``receive``."""
+    def _fail(self, error: TransportError, *, abort: bool = True) -> TransportError:
+        """Record the first reason the connection ended (and abort the transport unless
+        ``close`` is closing it gracefully); wake ``receive``."""
         if self._failure is None:
             self._failure = error
             self._pending = []
-            self._writer.transport.abort()
+            if abort:
+                self._writer.transport.abort()
             self._arrived.set()
             self._room.set()
             if self._suback is not None and not self._suback[1].done():
@@ -405,16 +421,17 @@ class SubscriberConnection:
             self._take(decoder.feed(data))
 
     def _tick(self, now: float, paused: bool) -> None:
-        """Half-keepalive tick: PINGREQ when idle; no PINGRESP within the keepalive ends
-        the connection (not while reading is paused: the PINGRESP waits unread)."""
-        if self._ping_sent is not None:
-            if now - self._ping_sent >= self._keepalive_s and not paused:
-                raise TransportError(TransportErrorKind.CONNECTION_LOST)
-        elif not (self._wrote and self._received):
-            if self._writer.transport.is_closing():
-                raise TransportError(TransportErrorKind.CONNECTION_LOST)
+        """Half-keepalive tick: PINGREQ when idle, and every tick while reading is paused
+        (its PINGRESP then waits unread, so it is not missed until reading resumes); else
+        no PINGRESP within the keepalive ends the connection."""
+        if self._writer.transport.is_closing():
+            raise TransportError(TransportErrorKind.CONNECTION_LOST)
+        if paused or (self._ping_sent is None and not (self._wrote and self._received)):
             self._writer.write(PINGREQ)
+            self.pingreqs += 1
             self._ping_sent = now
+        elif self._ping_sent is not None and now - self._ping_sent >= self._keepalive_s:
+            raise TransportError(TransportErrorKind.CONNECTION_LOST)
         self._wrote = self._received = False
 
 

@@ -201,6 +201,72 @@ async def test_keepalive_holds_an_idle_connection(owned_broker: MosquittoBroker)
         writer.close()
 
 
+async def test_acks_then_cancel_and_close_reach_the_broker(
+    owned_broker: MosquittoBroker,
+) -> None:
+    """The caller acks, cancels ``run()`` (which only stops reading: acks still work) and
+    closes: the PUBACKs and a DISCONNECT reach the broker, which logs a clean disconnect,
+    and the persistent session gets only the un-acked messages again."""
+    endpoint, topic = owned_broker.endpoint, _topic()
+    conn = await SubscriberConnection.open(
+        _options(endpoint, "graceful", clean_start=True, receive_maximum=10)
+    )
+    try:
+        await conn.subscribe([topic])
+        run = asyncio.create_task(conn.run())
+        await _publish(endpoint, topic, range(30))
+        got = await _collect(conn, 10)
+        conn.ack([d.packet_id for d in got[:3]])
+        run.cancel()
+        await asyncio.gather(run, return_exceptions=True)
+        conn.ack([d.packet_id for d in got[3:7]])
+    finally:
+        await conn.close()
+    with pytest.raises(TransportError):
+        conn.ack([got[7].packet_id])
+    with pytest.raises(TransportError):
+        await conn.receive(0)
+    async with _running(_options(endpoint, "graceful", receive_maximum=100)) as (again, _):
+        assert again.session_present
+        redelivered = await _collect(again, 23)
+    assert _numbers(redelivered) == list(range(7, 30))
+    log = owned_broker.log()
+    assert "Client graceful disconnected." in log
+    assert "graceful closed its connection" not in log
+    assert "graceful already connected" not in log
+
+
+async def test_keepalive_while_reading_is_paused(owned_broker: MosquittoBroker) -> None:
+    """Keepalive 5 s, Receive Maximum 5: after a PUBACK Mosquitto 2.0.11 overruns it, so
+    reading pauses. Nothing is acked for 25 s (Mosquitto 2.0.11 drops a client silent for
+    1.5 x keepalive, but checks coarsely: ~15 s here); PINGREQs go on meanwhile, so the
+    broker keeps the link: acks then work and the rest arrive."""
+    endpoint, topic = owned_broker.endpoint, _topic()
+    options = _options(endpoint, "paused", keepalive_s=5, receive_maximum=5)
+    async with _running(options, [topic]) as (conn, run):
+        await _publish(endpoint, topic, range(40))
+        got = await _collect(conn, 5)
+        conn.ack([got[0].packet_id])
+        got += await _collect(conn, 7 - len(got))  # 6 un-acked: more than Receive Maximum
+        assert conn.in_flight > 5
+        assert conn.overruns == 1
+        pings = conn.pingreqs
+        while conn.pingreqs < pings + 10:  # one PINGREQ per half keepalive (2.5 s)
+            await asyncio.sleep(0.5)
+            assert not run.done()
+        assert conn.in_flight > 5
+        assert conn.overruns == 1  # reading stayed paused throughout
+        conn.ack([d.packet_id for d in got[1:]])
+        while len(got) < 40:
+            batch = await conn.receive(30)
+            assert batch, f"only {len(got)} of 40 deliveries arrived"
+            conn.ack([d.packet_id for d in batch])
+            got += batch
+        assert not run.done()
+    assert _numbers(got) == list(range(40))
+    assert "paused has exceeded timeout" not in owned_broker.log()
+
+
 @pytest.mark.skipif(MOSQUITTO is None or not DYNSEC.exists(), reason="needs mosquitto dynsec")
 async def test_refused_subscription_names_the_reason_code(tmp_path: Path) -> None:
     """Mosquitto 2.0's ``acl_file`` never refuses a SUBSCRIBE (it filters deliveries); the
