@@ -36,7 +36,7 @@ def _versions(versions: tuple[int, ...] | list[int]) -> str:
 
 @click.group("db")
 def db_group() -> None:
-    """The care database's schema (migrations)."""
+    """The databases' schemas (migrations): care, and research when there is one."""
 
 
 @db_group.command("migrate")
