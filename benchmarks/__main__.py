@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from benchmarks import (
     bench_decoders,
+    bench_ecg,
     bench_edge,
     bench_ingest,
     bench_read,
@@ -19,6 +20,8 @@ from benchmarks import (
 
 def main() -> None:
     bench_decoders.main()
+    print()
+    bench_ecg.main()
     print()
     bench_virtual_link.main([])
     print()
