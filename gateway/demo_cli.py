@@ -16,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import timedelta
+from uuid import UUID
 
 import click
 import psycopg
@@ -29,10 +30,13 @@ from gateway.config import Invocation
 from gateway.demo import Demo, DemoParts
 from gateway.ingest.validate import IngestPath
 from gateway.logs import configure_logging
+from gateway.store import StoreError
+from gateway.store.signals import latest_vitals
 
 __all__ = ["demo_command", "register"]
 
 REFRESH_S = 1.0
+VITALS_WINDOW = timedelta(minutes=10)
 
 
 @dataclass(slots=True)
@@ -59,24 +63,20 @@ async def _count(dsn: str, table: str) -> int | None:
     return None if row is None else int(row[0])
 
 
-async def _latest_vitals(dsn: str) -> dict[Any, str]:
-    """Latest value per subject and vital kind, as short text."""
-    query = (
-        "SELECT DISTINCT ON (subject_id, kind) subject_id, kind, value FROM clinical.vitals"
-        " WHERE ts > now() - interval '10 minutes' ORDER BY subject_id, kind, ts DESC"
-    )
-    out: dict[Any, list[str]] = {}
+async def _latest_vitals(dsn: str) -> dict[UUID, str]:
+    """Latest stored value per wearer and vital kind in the last 10 minutes, as text."""
     try:
         async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-            cur = await conn.execute(query)
-            for subject, kind, value in await cur.fetchall():
-                out.setdefault(subject, []).append(f"{kind} {value:.0f}")
-    except psycopg.Error:
+            found = await latest_vitals(conn, window=VITALS_WINDOW)
+    except (psycopg.Error, StoreError):
         return {}
-    return {k: ", ".join(v) for k, v in out.items()}
+    return {
+        subject: ", ".join(f"{kind} {v.value:.0f}" for kind, v in sorted(kinds.items()))
+        for subject, kinds in found.items()
+    }
 
 
-def _devices_table(parts: DemoParts, rates: _Rates, vitals: dict[Any, str]) -> Table:
+def _devices_table(parts: DemoParts, rates: _Rates, vitals: dict[UUID, str]) -> Table:
     table = Table(title="Demo wearers")
     for column in ("wearer", "device", "link", "streams", "samples/s", "gaps", "last vitals"):
         right = column in ("samples/s", "gaps")

@@ -21,7 +21,7 @@ import random
 import re
 import urllib.request
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,20 @@ from tests.integration.processes import BiogwProcess
 pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="needs the mosquitto binary")
 
 
-async def _databases(new_database: Callable[[], Awaitable[str]]) -> tuple[str, str]:
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
+    """A started Mosquitto this test owns (stopped afterwards)."""
+    owned = MosquittoBroker(tmp_path / "mosquitto")
+    owned.start()
+    try:
+        yield owned
+    finally:
+        owned.stop()
+
+
+@pytest.fixture
+async def databases(new_database: Callable[[], Awaitable[str]]) -> tuple[str, str]:
+    """(care, research) DSNs of fresh databases, each with its migrations applied."""
     care, research = await new_database(), await new_database()
     for dsn, package in ((care, "care"), (research, "research")):
         async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
@@ -97,11 +110,9 @@ def _scrape(url: str) -> str:
 
 @pytest.mark.timeout(300)
 async def test_kill_9_of_the_ingester_loses_and_duplicates_nothing(
-    tmp_path: Path, new_database: Callable[[], Awaitable[str]]
+    tmp_path: Path, broker: MosquittoBroker, databases: tuple[str, str]
 ) -> None:
-    broker = MosquittoBroker(tmp_path / "mosquitto")
-    broker.start()
-    care, research = await _databases(new_database)
+    care, research = databases
     fleet = Fleet(tmp_path / "keys", wearers=20)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("BIOGW_")},
@@ -140,15 +151,14 @@ async def test_kill_9_of_the_ingester_loses_and_duplicates_nothing(
         assert await stored_research(research) == fleet.research
     finally:
         ingest.kill()
-        broker.stop()
 
 
 @pytest.mark.timeout(300)
-async def test_database_restart_mid_stream_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+async def test_database_restart_mid_stream_loses_and_duplicates_nothing(
+    tmp_path: Path, broker: MosquittoBroker
+) -> None:
     """The care and research databases live on an embedded server this test owns; it is
     stopped for a few seconds while frames keep coming, then started on the same data."""
-    broker = MosquittoBroker(tmp_path / "mosquitto")
-    broker.start()
     data_dir = tmp_path / "pgdata"
     server = EmbeddedServer(data_dir=data_dir)
     dsn = await asyncio.to_thread(server.start)
@@ -201,7 +211,6 @@ async def test_database_restart_mid_stream_loses_and_duplicates_nothing(tmp_path
         assert await stored_clinical(care) == fleet.clinical
         assert await stored_research(research) == fleet.research
     finally:
-        broker.stop()
         await asyncio.to_thread(server.stop)
 
 
@@ -247,11 +256,9 @@ def _subject_of(fleet: Fleet, payload: bytes) -> str:
 
 @pytest.mark.timeout(300)
 async def test_a_thousand_malformed_payloads_become_dead_letters_and_nothing_else_is_lost(
-    tmp_path: Path, new_database: Callable[[], Awaitable[str]]
+    tmp_path: Path, broker: MosquittoBroker, databases: tuple[str, str]
 ) -> None:
-    broker = MosquittoBroker(tmp_path / "mosquitto")
-    broker.start()
-    care, research = await _databases(new_database)
+    care, research = databases
     fleet = Fleet(tmp_path / "keys", wearers=10)
     good = fleet.messages(200)
     rng = random.Random(5)
@@ -274,39 +281,36 @@ async def test_a_thousand_malformed_payloads_become_dead_letters_and_nothing_els
             ingest=settings,
         ),
     ]
-    try:
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(i.run()) for i in ingesters]
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(i.run()) for i in ingesters]
 
-            async def subscribed() -> bool:
-                return all(i.counters.subscribed for i in ingesters)
+        async def subscribed() -> bool:
+            return all(i.counters.subscribed for i in ingesters)
 
-            await until(subscribed, 30, "both subscriptions")
-            await publish(broker.endpoint, mixed, per_s=4000)
+        await until(subscribed, 30, "both subscriptions")
+        await publish(broker.endpoint, mixed, per_s=4000)
 
-            async def all_in() -> bool:
-                return sum(i.counters.messages for i in ingesters) >= len(mixed) and not any(
-                    i.counters.pending for i in ingesters
-                )
+        async def all_in() -> bool:
+            return sum(i.counters.messages for i in ingesters) >= len(mixed) and not any(
+                i.counters.pending for i in ingesters
+            )
 
-            await until(all_in, 120, "every message")
-            for task in tasks:
-                task.cancel()
-        assert await stored_clinical(care) == fleet.clinical
-        assert await stored_research(research) == fleet.research
-        letters = await _dead_letters(care, "clinical") + await _dead_letters(research, "pseudo")
-        assert len(letters) == MALFORMED
-        reasons = Counter(reason for reason, _ in letters)
-        assert len(reasons) >= 4, reasons
-        counted = sum(i.counters.dead_letters for i in ingesters)
-        assert counted == MALFORMED
-        # Research dead letters never keep bytes that might identify someone: here every
-        # one of them was garbage or an identified frame.
-        research_letters = await _dead_letters(research, "pseudo")
-        assert research_letters
-        assert all(payload is None for _, payload in research_letters)
-    finally:
-        broker.stop()
+        await until(all_in, 120, "every message")
+        for task in tasks:
+            task.cancel()
+    assert await stored_clinical(care) == fleet.clinical
+    assert await stored_research(research) == fleet.research
+    letters = await _dead_letters(care, "clinical") + await _dead_letters(research, "pseudo")
+    assert len(letters) == MALFORMED
+    reasons = Counter(reason for reason, _ in letters)
+    assert len(reasons) >= 4, reasons
+    counted = sum(i.counters.dead_letters for i in ingesters)
+    assert counted == MALFORMED
+    # Research dead letters never keep bytes that might identify someone: here every
+    # one of them was garbage or an identified frame.
+    research_letters = await _dead_letters(research, "pseudo")
+    assert research_letters
+    assert all(payload is None for _, payload in research_letters)
 
 
 async def _dead_letters(dsn: str, schema: str) -> list[tuple[str, Any]]:
