@@ -1,7 +1,8 @@
 """ECG filters: baseline removal, powerline notch and the QRS-emphasis band-pass.
 
-Role: zero-phase SOS filtering of whole (batch) ECG arrays; the filter designs are cached
-per sample rate so repeated calls cost only the filtering.
+Role: zero-phase SOS filtering of whole ECG arrays, and the filter designs (cached per
+sample rate, also used causally by the streaming detector) so repeated calls cost only the
+filtering.
 Must not: do I/O, import ``gateway`` or ``devices``, or keep any state between calls other
 than the read-only design cache.
 """
@@ -21,7 +22,9 @@ BASELINE_CUTOFF_HZ = 0.5
 
 
 @lru_cache(maxsize=64)
-def _bandpass_sos(fs_hz: float, low_hz: float, high_hz: float, order: int) -> FloatArray:
+def bandpass_sos(fs_hz: float, low_hz: float, high_hz: float, order: int) -> FloatArray:
+    """Butterworth band-pass design (SOS, read-only, cached per rate), shared with the
+    causal filters of :mod:`processing.ecg.stream`."""
     sos: FloatArray = np.asarray(
         signal.butter(order, (low_hz, high_hz), btype="bandpass", fs=fs_hz, output="sos"),
         dtype=np.float64,
@@ -31,7 +34,9 @@ def _bandpass_sos(fs_hz: float, low_hz: float, high_hz: float, order: int) -> Fl
 
 
 @lru_cache(maxsize=64)
-def _highpass_sos(fs_hz: float, cutoff_hz: float, order: int) -> FloatArray:
+def highpass_sos(fs_hz: float, cutoff_hz: float, order: int) -> FloatArray:
+    """Butterworth high-pass design (SOS, read-only, cached per rate), shared with the
+    causal filters of :mod:`processing.ecg.stream`."""
     sos: FloatArray = np.asarray(
         signal.butter(order, cutoff_hz, btype="highpass", fs=fs_hz, output="sos"),
         dtype=np.float64,
@@ -58,7 +63,7 @@ def _filtfilt(sos: FloatArray, x: FloatArray) -> FloatArray:
 def remove_baseline(ecg: npt.ArrayLike, *, fs_hz: float) -> FloatArray:
     """Remove baseline wander with a zero-phase 0.5 Hz Butterworth high-pass (order 2)."""
     x = np.asarray(ecg, dtype=np.float64)
-    return _filtfilt(_highpass_sos(float(fs_hz), BASELINE_CUTOFF_HZ, 2), x)
+    return _filtfilt(highpass_sos(float(fs_hz), BASELINE_CUTOFF_HZ, 2), x)
 
 
 def notch_powerline(
@@ -80,4 +85,4 @@ def qrs_bandpass(
     (Pan & Tompkins, IEEE Trans. Biomed. Eng. 32(3):230-236, 1985)."""
     x = np.asarray(ecg, dtype=np.float64)
     low, high = band_hz
-    return _filtfilt(_bandpass_sos(float(fs_hz), low, high, 2), x)
+    return _filtfilt(bandpass_sos(float(fs_hz), low, high, 2), x)
