@@ -13,8 +13,10 @@ from benchmarks import (
     bench_edge,
     bench_ingest,
     bench_read,
+    bench_resp,
     bench_spool,
     bench_virtual_link,
+    bench_vitals,
 )
 
 
@@ -22,6 +24,10 @@ def main() -> None:
     bench_decoders.main()
     print()
     bench_ecg.main()
+    print()
+    bench_resp.main()
+    print()
+    bench_vitals.main([])
     print()
     bench_virtual_link.main([])
     print()

@@ -183,6 +183,11 @@ class IngestSettings(_Section):
     retry_max_s: float = Field(default=30.0, gt=0, le=3600)
     """Backoff between attempts to reach the broker or a database."""
     partitions_ahead_days: int = Field(default=1, ge=0, le=31)
+    vitals: bool = True
+    """Compute vitals and alerts from the stored frames (``processing``) and store them."""
+    publish_alerts: bool = True
+    """Publish the clinical path's warning and critical alerts on
+    ``{prefix}/alerts/{subject_id}/{kind}`` (the broker user needs write access there)."""
 
 
 class RetentionSettings(_Section):

@@ -28,6 +28,7 @@ import secrets
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,7 @@ import psycopg
 
 from devices.garment.profile import GARMENT_PROFILE
 from devices.sim.fleet import garment_address
+from devices.sim.sentlog import SentLogSink
 from gateway.app import GatewayHandle, run_gateway
 from gateway.care_db import (
     apply_care_migrations,
@@ -147,6 +149,7 @@ class Demo:
         garments: int = 3,
         broker_configured: bool = False,
         database_configured: bool = False,
+        sent_log: Callable[[str], SentLogSink | None] | None = None,
     ) -> None:
         if not 1 <= garments <= 64:
             raise ValueError("garments must be between 1 and 64")
@@ -154,6 +157,8 @@ class Demo:
         self._garments = garments
         self._broker_configured = broker_configured
         self._database_configured = database_configured
+        self._sent_log = sent_log
+        """The simulated garments record what they sent there (tests' ground truth)."""
         self._stack = AsyncExitStack()
         self.parts: DemoParts | None = None
         self._keystore: FileKeyStore | None = None
@@ -237,6 +242,12 @@ class Demo:
                 name="demo.ingest",
             )
             group.create_task(
-                run_gateway(parts.settings, keystore, care_dsn=parts.care_dsn, ready=gateway_ready),
+                run_gateway(
+                    parts.settings,
+                    keystore,
+                    care_dsn=parts.care_dsn,
+                    ready=gateway_ready,
+                    sent_log=self._sent_log,
+                ),
                 name="demo.gateway",
             )

@@ -14,9 +14,12 @@ configured DSN (it may hold a password).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Final
 from uuid import UUID
 
 import click
@@ -31,7 +34,9 @@ from gateway.demo import Demo, DemoParts
 from gateway.ingest.validate import IngestPath
 from gateway.logs import configure_logging
 from gateway.store import StoreError
-from gateway.store.signals import latest_vitals
+from gateway.store.signals import Vital, latest_vitals
+from processing.findings import VitalKind
+from processing.motion import Posture
 
 __all__ = ["demo_command", "register"]
 
@@ -70,10 +75,25 @@ async def _latest_vitals(dsn: str) -> dict[UUID, str]:
             found = await latest_vitals(conn, window=VITALS_WINDOW)
     except (psycopg.Error, StoreError):
         return {}
-    return {
-        subject: ", ".join(f"{kind} {v.value:.0f}" for kind, v in sorted(kinds.items()))
-        for subject, kinds in found.items()
-    }
+    return {subject: _vitals_text(kinds) for subject, kinds in found.items()}
+
+
+_SHOWN: Final = (
+    (VitalKind.HR, "HR {:.0f}"),
+    (VitalKind.RESP_RATE, "RR {:.0f}"),
+    (VitalKind.RESP_RATE_EDR, "RR~{:.0f}"),
+    (VitalKind.TEMP, "{:.1f}°C"),
+    (VitalKind.ACTIVITY, "ENMO {:.0f} mG"),
+)
+
+
+def _vitals_text(kinds: Mapping[str, Vital]) -> str:
+    """The latest heart and respiration rates, temperature, activity and posture."""
+    parts = [fmt.format(kinds[k].value) for k, fmt in _SHOWN if k in kinds]
+    if VitalKind.POSTURE in kinds:
+        with contextlib.suppress(ValueError):
+            parts.append(Posture(round(kinds[VitalKind.POSTURE].value)).name.lower())
+    return ", ".join(parts) or "-"
 
 
 def _devices_table(parts: DemoParts, rates: _Rates, vitals: dict[UUID, str]) -> Table:

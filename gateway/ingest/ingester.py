@@ -5,7 +5,8 @@ collects deliveries into a batch (closed by ``batch_max_messages`` or ``batch_ma
 after its first message, so a quiet stream is still committed within a second),
 classifies each message (``validate.classify``: a decoded frame or gap, or a dead
 letter with its reason), writes the batch in one transaction (``SignalWriter``) and only
-then acknowledges its messages to the broker, in arrival order. Classifying the next
+then acknowledges its messages to the broker, in arrival order; the committed frames go
+on to the vitals stage (``vitals.VitalsStage``), if any. Classifying the next
 batch overlaps the commit of the previous one (a committer task; one batch waits at
 most). A crash anywhere before
 the acknowledgement makes the broker deliver the batch again; the writer stores each
@@ -38,16 +39,16 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
-
-import psycopg
+from typing import Final
 
 from gateway.backoff import BackoffPolicy, BackoffState
 from gateway.config import IngestSettings, MqttSettings
+from gateway.ingest.dbconn import LazyConnection
 from gateway.ingest.validate import DeadLetter, IngestPath, Item, classify, message_digest
+from gateway.ingest.vitals import VitalsStage
 from gateway.ingest.writer import SignalWriter, WriteResult
 from gateway.router import ClinicalGap, ResearchGap
-from gateway.store import StoreError, translate_error
+from gateway.store import StoreError
 from gateway.transport.mqtt_client import TransportError, client_options
 from gateway.transport.mqtt_sub import Delivery, SubscriberConnection, SubscriberOptions
 from gateway.transport.topics import TopicLayout
@@ -107,10 +108,11 @@ class PathIngester:
         ingest: IngestSettings,
         clock: Callable[[], int] = time.time_ns,
         rng: random.Random | None = None,
+        vitals: VitalsStage | None = None,
     ) -> None:
         self.path = path
+        self._vitals = vitals
         self.counters = IngestCounters()
-        self._dsn = dsn
         self._mqtt = mqtt
         self._settings = ingest
         self._layout = TopicLayout(mqtt.topic_prefix)
@@ -118,7 +120,7 @@ class PathIngester:
         self._clock = clock
         self._rng = rng or random.Random()  # jitter only
         self._policy = BackoffPolicy(initial_s=ingest.retry_initial_s, max_s=ingest.retry_max_s)
-        self._db: psycopg.AsyncConnection[Any] | None = None
+        self._db = LazyConnection(dsn, name=f"ingest[{self.path}]")
 
     @property
     def client_id(self) -> str:
@@ -165,7 +167,7 @@ class PathIngester:
                     await conn.close()
                 state = self._policy.disconnected(state, time.monotonic())
         finally:
-            await self._close_db()
+            await self._db.close()
 
     async def _session(self, conn: SubscriberConnection) -> None:
         """One broker connection: a collector (this task) classifies batches while a
@@ -210,6 +212,8 @@ class PathIngester:
             if batch.acks:
                 with contextlib.suppress(TransportError):  # gone: redelivered, deduplicated
                     conn.ack(batch.acks)
+            if self._vitals is not None:  # waits while the vitals stage is behind
+                await self._vitals.offer([entry.item for entry in batch.entries])
 
     def _classify(self, batch: Sequence[Delivery], *, ack: bool) -> _Batch:
         now_ns = self._clock()
@@ -254,7 +258,7 @@ class PathIngester:
         items = [entry.item for entry in entries]
         while True:
             try:
-                conn = await self._connection()
+                conn = await self._db.get()
                 result = await self._writer.write(conn, items)
             except StoreError as exc:
                 if (exc.sqlstate or "")[:2] in _SPLIT_CLASSES:
@@ -264,7 +268,7 @@ class PathIngester:
                     return
                 self.counters.db_failures += 1
                 logger.warning("%s ingest: database write failed (%s)", self.path, exc)
-                await self._close_db()
+                await self._db.close()
                 state = self._policy.failed(state)
                 await asyncio.sleep(self._policy.delay_s(state, self._rng.random()))
                 continue
@@ -294,21 +298,6 @@ class PathIngester:
         for item in items:
             if isinstance(item, DeadLetter):
                 self.counters.dead_letter_reasons[item.reason] += 1
-
-    async def _connection(self) -> psycopg.AsyncConnection[Any]:
-        if self._db is None or self._db.closed or self._db.broken:
-            await self._close_db()
-            try:
-                self._db = await psycopg.AsyncConnection.connect(self._dsn, autocommit=True)
-            except psycopg.Error as exc:
-                raise translate_error(exc, f"ingest[{self.path}].connect") from exc
-        return self._db
-
-    async def _close_db(self) -> None:
-        db, self._db = self._db, None
-        if db is not None:
-            with contextlib.suppress(psycopg.Error, OSError):
-                await db.close()
 
 
 async def _hand_over(

@@ -1,7 +1,8 @@
 """The ingest process (``biogw ingest``, and the ingest half of ``biogw demo``).
 
 Role: one ``PathIngester`` per configured path (clinical into the care database, research
-into the research database), the in-process retention job when asked for, and the
+into the research database), each with its vitals stage, the alert publisher (clinical),
+the in-process retention job when asked for, and the
 Prometheus endpoint, under one task group. Cancelling ``run_ingest`` stops it cleanly:
 a batch being written is either committed or not, and nothing un-committed was
 acknowledged.
@@ -21,10 +22,13 @@ from typing import Final
 
 import psycopg
 
+from gateway.backoff import BackoffPolicy
 from gateway.config import Settings
 from gateway.errors import ConfigError
+from gateway.ingest.alerts import AlertPublisher
 from gateway.ingest.ingester import IngestCounters, PathIngester
 from gateway.ingest.validate import IngestPath
+from gateway.ingest.vitals import VitalsStage
 from gateway.metrics import DataclassSource, FieldMetric, GatewayMetrics, Sample
 from gateway.metrics_http import serve_metrics
 from gateway.privacy.pseudonyms import MAX_SHIFT_WEEKS
@@ -74,6 +78,39 @@ INGEST_METRICS: Final = {
         "biogw_ingest_last_commit_seconds", "Unix time of the last committed batch."
     ),
 }
+VITALS_METRICS: Final = {
+    "frames": FieldMetric.counter(
+        "biogw_vitals_frames_total", "Stored frames handed to the processors."
+    ),
+    "vitals": FieldMetric.counter("biogw_vitals_stored_total", "Vitals stored."),
+    "alerts": FieldMetric.counter("biogw_alerts_stored_total", "Alerts stored."),
+    "skipped": FieldMetric.counter(
+        "biogw_vitals_skipped_frames_total",
+        "Frames not processed (redelivered, or channels no processor takes).",
+    ),
+    "rejected": FieldMetric.counter(
+        "biogw_vitals_rejected_total", "Chunks a processor refused (bad samples)."
+    ),
+    "restarts": FieldMetric.counter(
+        "biogw_vitals_track_restarts_total", "Streams restarted after a gap."
+    ),
+    "db_failures": FieldMetric.counter(
+        "biogw_vitals_db_failures_total", "Vitals writes that failed and were retried."
+    ),
+    "tracks": FieldMetric.gauge("biogw_vitals_tracks", "Streams being processed."),
+    "queued": FieldMetric.gauge("biogw_vitals_queued_batches", "Batches waiting."),
+}
+ALERT_METRICS: Final = {
+    "published": FieldMetric.counter("biogw_alerts_published_total", "Alerts published."),
+    "dropped": FieldMetric.counter(
+        "biogw_alerts_dropped_total", "Alerts not published: queue full (they are stored)."
+    ),
+    "failures": FieldMetric.counter(
+        "biogw_alerts_mqtt_failures_total", "Alert broker connections that failed."
+    ),
+    "connected": FieldMetric.gauge("biogw_alerts_connected", "1 while connected."),
+    "queued": FieldMetric.gauge("biogw_alerts_queued", "Alerts waiting to be published."),
+}
 _SCHEMA: Final[dict[IngestPath, SignalSchema]] = {
     IngestPath.CLINICAL: "clinical",
     IngestPath.RESEARCH: "pseudo",
@@ -102,6 +139,8 @@ class IngestHandle:
     """The running parts, for the CLI, the demo and tests."""
 
     ingesters: list[PathIngester] = field(default_factory=list)
+    vitals: list[VitalsStage] = field(default_factory=list)
+    alerts: AlertPublisher | None = None
     metrics_address: tuple[str, int] | None = None
 
     def counters(self, path: IngestPath) -> IngestCounters | None:
@@ -138,12 +177,24 @@ async def run_ingest(
     dsns = _dsns(settings, care_dsn, research_dsn)
     handle = IngestHandle()
     metrics = GatewayMetrics()
-    for name, dsn in dsns.items():
-        ingester = PathIngester(
-            IngestPath(name), dsn=dsn, mqtt=settings.mqtt, ingest=settings.ingest
+    cfg = settings.ingest
+    policy = BackoffPolicy(initial_s=cfg.retry_initial_s, max_s=cfg.retry_max_s)
+    if cfg.vitals and cfg.publish_alerts and "clinical" in dsns:
+        handle.alerts = AlertPublisher(
+            settings.mqtt, client_id=f"biogw-{cfg.id}-alerts", policy=policy
         )
-        handle.ingesters.append(ingester)
+        metrics.register(DataclassSource(handle.alerts.counters, ALERT_METRICS))
+    for name, dsn in dsns.items():
+        path = IngestPath(name)
         labels = {"path": name}
+        stage = None
+        if cfg.vitals:
+            publish = handle.alerts.offer if handle.alerts is not None else None
+            stage = VitalsStage(path, dsn=dsn, policy=policy, on_alert=publish)
+            handle.vitals.append(stage)
+            metrics.register(DataclassSource(stage.counters, VITALS_METRICS, labels=labels))
+        ingester = PathIngester(path, dsn=dsn, mqtt=settings.mqtt, ingest=cfg, vitals=stage)
+        handle.ingesters.append(ingester)
         metrics.register(DataclassSource(ingester.counters, INGEST_METRICS, labels=labels))
         metrics.register(_ReasonSource(ingester.path, ingester.counters))
     async with AsyncExitStack() as stack:
@@ -155,6 +206,10 @@ async def run_ingest(
         group = await stack.enter_async_context(asyncio.TaskGroup())
         for ingester in handle.ingesters:
             group.create_task(ingester.run(), name=f"ingest[{ingester.path}]")
+        for stage in handle.vitals:
+            group.create_task(stage.run(), name=f"vitals[{stage.path}]")
+        if handle.alerts is not None:
+            group.create_task(handle.alerts.run(), name="alerts")
         if retention:
             targets = [(_SCHEMA[IngestPath(p)], d) for p, d in dsns.items()]
             group.create_task(_retention_loop(settings, targets), name="retention")

@@ -6,8 +6,9 @@ broker only after it returns. Built for the INSERT-only ingest roles
 (``clinical_ingest_login``, ``research_ingest_login``): it needs INSERT on the tables,
 EXECUTE on ``{schema}.ensure_partitions`` and TEMPORARY on the database (slow path only).
 
-* Partitions: before the data transaction, the day partitions of ``frames`` and ``gaps``
-  for every day in the batch, and ``partitions_ahead_days`` after the newest, are ensured
+* Partitions: before the data transaction, the day partitions of ``frames``, ``gaps`` and
+  ``vitals`` (the vitals stage writes the same days later) for every day in the batch,
+  and ``partitions_ahead_days`` after the newest, are ensured
   (``partitions.ensure_partitions``, one call per run of consecutive missing days, in its
   own short transaction). Days known to exist are cached per writer; if an insert still
   finds no partition (SQLSTATE 23514, e.g. retention dropped it) the cache is cleared and
@@ -57,6 +58,7 @@ _log = logging.getLogger(__name__)
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _STAGE: Final = "biogw_ingest_frames"
+_PARTITIONED: Final = ("frames", "gaps", "vitals")
 _CLINICAL_HEAD_TYPES: Final = ("uuid", "uuid")
 _RESEARCH_HEAD_TYPES: Final = ("text",)
 _FRAME_TAIL_TYPES: Final = (
@@ -313,7 +315,7 @@ class SignalWriter:
         for first, last in _runs(missing):
             async with conn.transaction():
                 await ensure_partitions(
-                    conn, self._schema, ("frames", "gaps"), _day_start(first), _day_start(last + 1)
+                    conn, self._schema, _PARTITIONED, _day_start(first), _day_start(last + 1)
                 )
         self._known_days.update(missing)
 

@@ -9,6 +9,8 @@ subscription filters. Under a configurable prefix (``biogw/v1`` by default):
   pseudonym, subject id, device key, MAC or name appears in a research topic (the
   pseudonym travels inside the payload), so a broker log or ACL on research topics
   learns nothing about who is measured;
+* ``{prefix}/alerts/{subject_id}/{kind}``: alerts the ingester found in the clinical
+  stream (tachycardia, apnoea, fall, ...), JSON, for the care team's dashboards;
 * ``{prefix}/status/{gateway_id}`` (retained; the last will says "offline") and
   ``{prefix}/status/{gateway_id}/device/{device_key}`` (retained; ``device_key`` is
   biogw's random device UUID, never a MAC).
@@ -36,6 +38,7 @@ __all__ = ["ParsedTopic", "TopicError", "TopicLayout"]
 
 _GAP: Final = "gap"
 _STATUS: Final = "status"
+_ALERTS: Final = "alerts"
 _DEVICE: Final = "device"
 _SHARE: Final = "$share"
 _FORBIDDEN: Final = frozenset("/+#\x00")
@@ -132,6 +135,16 @@ class TopicLayout:
         person or device argument on purpose."""
         base = f"{self.prefix}/{Path.RESEARCH}/{_stream(stream)}"
         return f"{base}/{_GAP}" if gap else base
+
+    # -- alerts ---------------------------------------------------------------------------
+
+    def alert(self, subject_id: UUID, kind: str) -> str:
+        """Where the ingester publishes a subject's alerts of ``kind``."""
+        return f"{self.prefix}/{_ALERTS}/{_canonical_uuid(subject_id)}/{_check_name(kind, 'kind')}"
+
+    def alert_filter(self) -> str:
+        """Every alert (the care team's dashboards subscribe to it)."""
+        return f"{self.prefix}/{_ALERTS}/#"
 
     # -- status ---------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ import random
 import re
 import urllib.request
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,17 +44,6 @@ from tests.integration.ingest_messages import (
 from tests.integration.processes import BiogwProcess
 
 pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="needs the mosquitto binary")
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
-    """A started Mosquitto this test owns (stopped afterwards)."""
-    owned = MosquittoBroker(tmp_path / "mosquitto")
-    owned.start()
-    try:
-        yield owned
-    finally:
-        owned.stop()
 
 
 @pytest.fixture
@@ -110,7 +99,7 @@ def _scrape(url: str) -> str:
 
 @pytest.mark.timeout(300)
 async def test_kill_9_of_the_ingester_loses_and_duplicates_nothing(
-    tmp_path: Path, broker: MosquittoBroker, databases: tuple[str, str]
+    tmp_path: Path, owned_broker: MosquittoBroker, databases: tuple[str, str]
 ) -> None:
     care, research = databases
     fleet = Fleet(tmp_path / "keys", wearers=20)
@@ -118,8 +107,8 @@ async def test_kill_9_of_the_ingester_loses_and_duplicates_nothing(
         **{k: v for k, v in os.environ.items() if not k.startswith("BIOGW_")},
         "BIOGW_DATABASE__CARE_DSN": _as(care, "clinical_ingest_login"),
         "BIOGW_DATABASE__RESEARCH_DSN": _as(research, "research_ingest_login"),
-        "BIOGW_MQTT__HOST": broker.endpoint.host,
-        "BIOGW_MQTT__PORT": str(broker.port),
+        "BIOGW_MQTT__HOST": owned_broker.endpoint.host,
+        "BIOGW_MQTT__PORT": str(owned_broker.port),
         "BIOGW_MQTT__TOPIC_PREFIX": fleet.prefix,
         "BIOGW_INGEST__ID": "crashtest",
     }
@@ -128,7 +117,7 @@ async def test_kill_9_of_the_ingester_loses_and_duplicates_nothing(
         ingest.start()
         await subscribed(ingest)
         messages = fleet.messages(300)  # 20 wearers x 300 frames x 2 paths = 12,000
-        publishing = asyncio.create_task(publish(broker.endpoint, messages, per_s=1000))
+        publishing = asyncio.create_task(publish(owned_broker.endpoint, messages, per_s=1000))
 
         async def some_stored() -> bool:
             return await count(care, "clinical.frames") >= 1000
@@ -155,7 +144,7 @@ async def test_kill_9_of_the_ingester_loses_and_duplicates_nothing(
 
 @pytest.mark.timeout(300)
 async def test_database_restart_mid_stream_loses_and_duplicates_nothing(
-    tmp_path: Path, broker: MosquittoBroker
+    tmp_path: Path, owned_broker: MosquittoBroker
 ) -> None:
     """The care and research databases live on an embedded server this test owns; it is
     stopped for a few seconds while frames keep coming, then started on the same data."""
@@ -170,7 +159,9 @@ async def test_database_restart_mid_stream_loses_and_duplicates_nothing(
     async with await psycopg.AsyncConnection.connect(research, autocommit=True) as conn:
         await migrate(conn, load_migrations("research"))
     fleet = Fleet(tmp_path / "keys", wearers=20)
-    mqtt = MqttSettings(host=broker.endpoint.host, port=broker.port, topic_prefix=fleet.prefix)
+    mqtt = MqttSettings(
+        host=owned_broker.endpoint.host, port=owned_broker.port, topic_prefix=fleet.prefix
+    )
     settings = IngestSettings(id="dbrestart", retry_initial_s=0.2, retry_max_s=1.0)
     ingesters = [
         PathIngester(IngestPath.CLINICAL, dsn=care, mqtt=mqtt, ingest=settings),
@@ -185,7 +176,7 @@ async def test_database_restart_mid_stream_loses_and_duplicates_nothing(
 
             await until(subscribed, 30, "both subscriptions")
             messages = fleet.messages(300)
-            publishing = group.create_task(publish(broker.endpoint, messages, per_s=1000))
+            publishing = group.create_task(publish(owned_broker.endpoint, messages, per_s=1000))
 
             async def some_stored() -> bool:
                 return ingesters[0].counters.frames >= 1000
@@ -256,7 +247,7 @@ def _subject_of(fleet: Fleet, payload: bytes) -> str:
 
 @pytest.mark.timeout(300)
 async def test_a_thousand_malformed_payloads_become_dead_letters_and_nothing_else_is_lost(
-    tmp_path: Path, broker: MosquittoBroker, databases: tuple[str, str]
+    tmp_path: Path, owned_broker: MosquittoBroker, databases: tuple[str, str]
 ) -> None:
     care, research = databases
     fleet = Fleet(tmp_path / "keys", wearers=10)
@@ -265,7 +256,9 @@ async def test_a_thousand_malformed_payloads_become_dead_letters_and_nothing_els
     bad = _malformed(fleet, good, rng)
     mixed = good + bad + bad[:50]  # 50 sent twice, as a broker redelivers: stored once
     rng.shuffle(mixed)
-    mqtt = MqttSettings(host=broker.endpoint.host, port=broker.port, topic_prefix=fleet.prefix)
+    mqtt = MqttSettings(
+        host=owned_broker.endpoint.host, port=owned_broker.port, topic_prefix=fleet.prefix
+    )
     settings = IngestSettings(id="deadletters")
     ingesters = [
         PathIngester(
@@ -288,7 +281,7 @@ async def test_a_thousand_malformed_payloads_become_dead_letters_and_nothing_els
             return all(i.counters.subscribed for i in ingesters)
 
         await until(subscribed, 30, "both subscriptions")
-        await publish(broker.endpoint, mixed, per_s=4000)
+        await publish(owned_broker.endpoint, mixed, per_s=4000)
 
         async def all_in() -> bool:
             return sum(i.counters.messages for i in ingesters) >= len(mixed) and not any(

@@ -27,8 +27,8 @@ async def biogw(
     return await asyncio.to_thread(CliRunner().invoke, main, list(args), env=env)
 
 
-def test_the_care_migrations_are_1_to_7() -> None:
-    assert VERSIONS == "1, 2, 3, 4, 5, 6, 7"
+def test_the_care_migrations_are_1_to_8() -> None:
+    assert VERSIONS == "1, 2, 3, 4, 5, 6, 7, 8"
 
 
 async def test_migrate_applies_every_version_once(empty_db: str) -> None:

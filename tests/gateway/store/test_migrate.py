@@ -25,7 +25,10 @@ EXPECTED = (
     (5, "clinical"),
     (6, "clinical_read"),
     (7, "care_hardening"),
+    (8, "alerts"),
 )
+VERSIONS = tuple(version for version, _ in EXPECTED)
+NEXT = VERSIONS[-1] + 1
 
 
 def _changed(migration: Migration, sql: bytes) -> Migration:
@@ -44,7 +47,7 @@ def test_load_migrations_reads_package_data_in_order() -> None:
 async def test_fresh_database_applies_all_in_order_then_nothing(empty_db: str) -> None:
     migrations = load_migrations()
     async with await psycopg.AsyncConnection.connect(empty_db, autocommit=True) as conn:
-        assert await migrate(conn, migrations) == (1, 2, 3, 4, 5, 6, 7)
+        assert await migrate(conn, migrations) == VERSIONS
         cur = await conn.execute(
             "SELECT version, name, sha256 FROM biogw_meta.schema_migrations"
             " ORDER BY applied_at, version"
@@ -86,19 +89,19 @@ async def test_applied_version_missing_from_the_files_is_refused(empty_db: str) 
 
 async def test_failing_migration_rolls_back_whole_file(empty_db: str) -> None:
     migrations = load_migrations()
-    broken = Migration(8, "broken", b"", "")
+    broken = Migration(NEXT, "broken", b"", "")
     broken = _changed(broken, b"CREATE TABLE identity.partial (x int);\nSELECT 1/0;\n")
     async with await psycopg.AsyncConnection.connect(empty_db, autocommit=True) as conn:
         with pytest.raises(MigrationError) as info:
             await migrate(conn, (*migrations, broken))
-        assert (info.value.reason, info.value.version) == ("failed", 8)
+        assert (info.value.reason, info.value.version) == ("failed", NEXT)
         assert info.value.sqlstate == "22012"  # division_by_zero
         cur = await conn.execute("SELECT to_regclass('identity.partial') IS NULL")
         assert await cur.fetchone() == (True,)
         cur = await conn.execute(
             "SELECT array_agg(version ORDER BY version) FROM biogw_meta.schema_migrations"
         )
-        assert await cur.fetchone() == ([1, 2, 3, 4, 5, 6, 7],)
+        assert await cur.fetchone() == (list(VERSIONS),)
 
 
 async def test_concurrent_runners_apply_each_file_once(empty_db: str) -> None:
@@ -108,7 +111,7 @@ async def test_concurrent_runners_apply_each_file_once(empty_db: str) -> None:
         await psycopg.AsyncConnection.connect(empty_db, autocommit=True) as two,
     ):
         first, second = await asyncio.gather(migrate(one, migrations), migrate(two, migrations))
-    assert sorted(first + second) == [1, 2, 3, 4, 5, 6, 7]
+    assert sorted(first + second) == list(VERSIONS)
     assert not set(first) & set(second)
 
 
@@ -123,7 +126,7 @@ async def test_roles_migration_is_safe_in_many_databases(
         async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
             return await migrate(conn, load_migrations())
 
-    assert await asyncio.gather(*(run(d) for d in dsns)) == [(1, 2, 3, 4, 5, 6, 7)] * 2
+    assert await asyncio.gather(*(run(d) for d in dsns)) == [VERSIONS] * 2
     async with await psycopg.AsyncConnection.connect(dsns[0], autocommit=True) as conn:
         cur = await conn.execute(
             "SELECT has_table_privilege('biogw_gateway_login', 'identity.devices', 'SELECT')"
@@ -134,6 +137,6 @@ async def test_roles_migration_is_safe_in_many_databases(
 async def test_embedded_server_runs_migrations_and_cleans_up(tmp_path: Path) -> None:
     async with embedded_postgres(tmp_path) as dsn:
         async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-            assert await migrate(conn, load_migrations()) == (1, 2, 3, 4, 5, 6, 7)
+            assert await migrate(conn, load_migrations()) == VERSIONS
         assert await asyncio.to_thread(os.listdir, tmp_path)
     assert await asyncio.to_thread(os.listdir, tmp_path) == []  # data deleted on exit

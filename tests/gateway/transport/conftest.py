@@ -2,8 +2,7 @@
 MQTT namespace per test that is cleaned off the broker afterwards.
 
 ``broker``: any broker (the configured one, else one owned for the session).
-``owned_broker``: a Mosquitto this test owns and may stop and start (skipped without the
-binary; outage tests never touch the machine's broker).
+``owned_broker`` (a Mosquitto the test owns) is in tests/conftest.py.
 """
 
 from __future__ import annotations
@@ -38,18 +37,6 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerEndpoint]
     owned.start()
     try:
         yield owned.endpoint
-    finally:
-        owned.stop()
-
-
-@pytest.fixture
-def owned_broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
-    if MOSQUITTO is None:
-        pytest.skip("outage tests need the mosquitto binary (never the machine's broker)")
-    owned = MosquittoBroker(tmp_path / "mosquitto")
-    owned.start()
-    try:
-        yield owned
     finally:
         owned.stop()
 

@@ -1,0 +1,269 @@
+"""The vitals stage of one ingest path: committed frames → processing → vitals and alerts.
+
+Role: ``VitalsStage`` receives the frames of every committed batch (``offer``, from the
+ingester's committer), runs the per-stream processors on them (``tracks.Tracks``, in a
+worker thread so the event loop keeps serving MQTT), and stores what they find in one
+transaction: vitals into ``{schema}.vitals`` (both paths; ``ON CONFLICT DO NOTHING`` on
+the table's key, so a redelivered batch adds nothing), and, on the clinical path, events
+into ``clinical.alerts`` keyed by (subject, kind, onset). Alerts stored now (not
+already stored) of severity warning or critical go to ``on_alert`` (the MQTT alert
+publisher) after the commit. The research path stores vitals only: the research database
+has no alerts, and no one there is to be alerted.
+
+Overflow: ``offer`` waits while ``queue_batches`` batches are queued, which holds the
+committer and, through it, the broker (nothing is dropped). Database failures are retried
+with backoff; the findings wait in memory meanwhile.
+
+Vitals are derived data: frames are committed (and acknowledged) before their vitals. A
+crash loses the processors' state and the findings not yet stored; after a restart the
+tracks start afresh (a few seconds of warm-up, windows aligned to the new start).
+
+Must not: log values, topics or subject ids; block the event loop with processing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from gateway.backoff import BackoffPolicy, BackoffState
+from gateway.ingest.dbconn import LazyConnection
+from gateway.ingest.tracks import AlertRow, Tracks, VitalRow
+from gateway.ingest.validate import DAY_NS, IngestPath
+from gateway.router import ClinicalFrame, ResearchFrame
+from gateway.store import StoreError, translate_error
+from gateway.store.partitions import SignalSchema, ensure_partitions
+
+__all__ = ["ALERT_NAMESPACE", "StoredAlert", "VitalsCounters", "VitalsStage"]
+
+logger = logging.getLogger(__name__)
+
+ALERT_NAMESPACE: Final = uuid.UUID("6f1b9b64-1d0c-4b8e-9a57-0d6c2f1e4a11")
+"""An alert's id is uuid5 of this and (subject, kind, onset): the same alert found again
+(redelivery, restart) is the same row."""
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_PUBLISHED: Final = frozenset({"warning", "critical"})
+
+StoredFrame = ClinicalFrame | ResearchFrame
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAlert:
+    """An alert as stored and published."""
+
+    id: uuid.UUID
+    subject_id: uuid.UUID
+    ts: datetime
+    kind: str
+    severity: str
+    end_ts: datetime | None
+    detail: dict[str, float | str]
+
+
+@dataclass(slots=True)
+class VitalsCounters:
+    frames: int = 0
+    """Frames handed to the processors."""
+    vitals: int = 0
+    """Vitals stored (not counting ones already stored)."""
+    alerts: int = 0
+    skipped: int = 0
+    """Frames not processed: redelivered, or of a shape no processor takes."""
+    rejected: int = 0
+    """Chunks a processor refused (bad samples)."""
+    restarts: int = 0
+    db_failures: int = 0
+    tracks: int = 0
+    """Streams being processed (gauge)."""
+    queued: int = 0
+    """Batches waiting for the processors (gauge)."""
+
+
+def _ts(ns: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=ns // 1000)
+
+
+def alert_id(subject_id: uuid.UUID, kind: str, ts: datetime) -> uuid.UUID:
+    return uuid.uuid5(ALERT_NAMESPACE, f"{subject_id}/{kind}/{ts.isoformat()}")
+
+
+class VitalsStage:
+    def __init__(
+        self,
+        path: IngestPath,
+        *,
+        dsn: str,
+        policy: BackoffPolicy,
+        on_alert: Callable[[Sequence[StoredAlert]], None] | None = None,
+        queue_batches: int = 16,
+        clock: Callable[[], int] = time.time_ns,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.path = path
+        self.counters = VitalsCounters()
+        self._policy = policy
+        self._on_alert = on_alert
+        self._queue: asyncio.Queue[list[StoredFrame]] = asyncio.Queue(maxsize=queue_batches)
+        self._clock = clock
+        self._rng = rng or random.Random()  # jitter only
+        self._tracks = Tracks()
+        self._db = LazyConnection(dsn, name=f"vitals[{self.path}]")
+        self._schema: SignalSchema = "clinical" if path is IngestPath.CLINICAL else "pseudo"
+        schema = path.schema
+        self._insert_vitals = sql.SQL(
+            "INSERT INTO {} ({}, ts, kind, value, window_s, quality)"
+            " SELECT * FROM unnest(%s::{}[], %s::timestamptz[], %s::text[],"
+            " %s::float8[], %s::float8[], %s::int[]) ON CONFLICT DO NOTHING"
+        ).format(
+            sql.Identifier(schema, "vitals"),
+            sql.Identifier("subject_id" if path is IngestPath.CLINICAL else "pseudonym"),
+            sql.SQL("uuid" if path is IngestPath.CLINICAL else "text"),
+        )
+
+    async def offer(self, items: Sequence[object]) -> None:
+        """Queue the frames among ``items`` (a committed batch); waits while full."""
+        frames = [i for i in items if isinstance(i, ClinicalFrame | ResearchFrame)]
+        if frames:
+            await self._queue.put(frames)
+            self.counters.queued = self._queue.qsize()
+
+    async def drained(self) -> None:
+        """Return once everything offered so far is processed and stored."""
+        await self._queue.join()
+
+    async def run(self) -> None:
+        """Process and store until cancelled."""
+        try:
+            while True:
+                frames = await self._queue.get()
+                taken = 1
+                while not self._queue.empty():  # catch up in one go
+                    frames.extend(self._queue.get_nowait())
+                    taken += 1
+                self.counters.queued = 0
+                vitals, alerts = await asyncio.to_thread(self._process, frames)
+                new_alerts = await self._store(vitals, alerts)
+                if new_alerts and self._on_alert is not None:
+                    self._on_alert(new_alerts)
+                for _ in range(taken):
+                    self._queue.task_done()
+        finally:
+            await self._db.close()
+
+    def _process(self, frames: list[StoredFrame]) -> tuple[list[VitalRow], list[AlertRow]]:
+        tracks = self._tracks
+        before = (tracks.skipped, tracks.rejected, tracks.restarts)
+        vitals, alerts = tracks.feed(frames, now_ns=self._clock())
+        counters = self.counters
+        counters.frames += len(frames)
+        counters.skipped += tracks.skipped - before[0]
+        counters.rejected += tracks.rejected - before[1]
+        counters.restarts += tracks.restarts - before[2]
+        counters.tracks = len(tracks)
+        if self.path is not IngestPath.CLINICAL:
+            alerts = []
+        return vitals, alerts
+
+    async def _store(self, vitals: list[VitalRow], alerts: list[AlertRow]) -> list[StoredAlert]:
+        if not vitals and not alerts:
+            return []
+        state = BackoffState()
+        while True:
+            try:
+                conn = await self._db.get()
+                return await self._transaction(conn, vitals, alerts)
+            except StoreError as exc:
+                self.counters.db_failures += 1
+                logger.warning("%s vitals: database write failed (%s)", self.path, exc)
+                await self._db.close()
+                state = self._policy.failed(state)
+                await asyncio.sleep(self._policy.delay_s(state, self._rng.random()))
+
+    async def _transaction(
+        self, conn: psycopg.AsyncConnection[Any], vitals: list[VitalRow], alerts: list[AlertRow]
+    ) -> list[StoredAlert]:
+        operation = f"ingest.{self.path.schema}.vitals"
+        for attempt in (1, 2):
+            try:
+                async with conn.transaction():
+                    stored = await self._insert(conn, vitals, alerts)
+                return stored
+            except pg_errors.CheckViolation as exc:  # no partition for a day yet
+                if attempt == 2:
+                    raise translate_error(exc, operation) from exc
+                await self._ensure_days(conn, vitals)
+            except psycopg.Error as exc:
+                raise translate_error(exc, operation) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _insert(
+        self, conn: psycopg.AsyncConnection[Any], vitals: list[VitalRow], alerts: list[AlertRow]
+    ) -> list[StoredAlert]:
+        if vitals:
+            cur = await conn.execute(
+                self._insert_vitals,
+                (
+                    [v.owner for v in vitals],
+                    [_ts(v.ts_ns) for v in vitals],
+                    [v.kind for v in vitals],
+                    [v.value for v in vitals],
+                    [v.window_s for v in vitals],
+                    [v.quality for v in vitals],
+                ),
+            )
+            self.counters.vitals += max(cur.rowcount, 0)
+        stored: list[StoredAlert] = []
+        for row in alerts:  # few: one statement each tells which are new
+            if not isinstance(row.owner, uuid.UUID):
+                continue
+            ts = _ts(row.ts_ns)
+            alert = StoredAlert(
+                alert_id(row.owner, row.kind, ts),
+                row.owner,
+                ts,
+                row.kind,
+                row.severity,
+                None if row.end_ns is None else _ts(row.end_ns),
+                row.detail,
+            )
+            cur = await conn.execute(
+                "INSERT INTO clinical.alerts (id, subject_id, ts, kind, severity, end_ts, detail)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (
+                    alert.id,
+                    alert.subject_id,
+                    alert.ts,
+                    alert.kind,
+                    alert.severity,
+                    alert.end_ts,
+                    Jsonb(alert.detail),
+                ),
+            )
+            if cur.rowcount > 0:
+                self.counters.alerts += 1
+                if alert.severity in _PUBLISHED:
+                    stored.append(alert)
+        return stored
+
+    async def _ensure_days(
+        self, conn: psycopg.AsyncConnection[Any], vitals: list[VitalRow]
+    ) -> None:
+        days = {v.ts_ns // DAY_NS for v in vitals}
+        if not days:
+            return
+        start = _EPOCH + timedelta(days=min(days))
+        end = _EPOCH + timedelta(days=max(days) + 1)
+        async with conn.transaction():
+            await ensure_partitions(conn, self._schema, ("vitals",), start, end)
