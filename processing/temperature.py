@@ -42,6 +42,13 @@ import numpy as np
 import numpy.typing as npt
 from scipy import signal
 
+from processing.errors import (
+    SignalInputError,
+    check_rate,
+    check_stream_rate,
+    float_array,
+    samples_1d,
+)
 from processing.findings import Event, EventKind, Findings, Severity, Vital, VitalKind
 
 __all__ = ["TempInputError", "TempState", "TempThresholds", "temp_step"]
@@ -57,18 +64,13 @@ SLOPE_SPAN_S = 60.0
 WINDOW_S = 60.0
 
 
-class TempInputError(ValueError):
+class TempInputError(SignalInputError):
     """Temperature input or configuration the processor cannot use; ``reason`` is a short tag
     (``"fs_range"``, ``"fs_mismatch"``, ``"not_1d"``, ``"not_finite"``, ``"not_numeric"``,
     ``"bad_thresholds"``).
     Signal values are never put in the message."""
 
-    def __init__(self, reason: str, detail: str = "") -> None:
-        self.reason = reason
-        self.detail = detail
-        super().__init__(
-            f"temperature: {reason} ({detail})" if detail else f"temperature: {reason}"
-        )
+    signal = "temperature"
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +141,7 @@ class TempState:
 
     @classmethod
     def initial(cls, *, fs_hz: float, thresholds: TempThresholds | None = None) -> TempState:
-        fs = _check_fs(fs_hz)
+        fs = check_rate(fs_hz, low=MIN_FS_HZ, high=MAX_FS_HZ, error=TempInputError)
         return cls(
             fs_hz=fs,
             thresholds=thresholds or TempThresholds(),
@@ -154,13 +156,6 @@ class TempState:
             fever=_Alarm(),
             hypothermia=_Alarm(),
         )
-
-
-def _check_fs(fs_hz: float) -> float:
-    fs = float(fs_hz)
-    if not (math.isfinite(fs) and MIN_FS_HZ <= fs <= MAX_FS_HZ):
-        raise TempInputError("fs_range", f"fs_hz must be in [{MIN_FS_HZ:g}, {MAX_FS_HZ:g}]")
-    return fs
 
 
 @lru_cache(maxsize=32)
@@ -253,18 +248,6 @@ def _window_vitals(
     return vitals, values[keep:].copy(), flags[keep:].copy()
 
 
-def _validate(chunk: npt.ArrayLike) -> FloatArray:
-    try:
-        x = np.asarray(chunk, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise TempInputError("not_numeric") from exc
-    if x.ndim != 1:
-        raise TempInputError("not_1d", f"shape {x.shape}")
-    if not np.all(np.isfinite(x)):
-        raise TempInputError("not_finite")
-    return x
-
-
 def temp_step(
     state: TempState, chunk: npt.ArrayLike, *, fs_hz: float
 ) -> tuple[Findings, TempState]:
@@ -273,9 +256,8 @@ def temp_step(
     Raises :class:`TempInputError` for a rate other than the state's, a wrong shape or
     non-finite samples (a gap is a new stream: start again from :meth:`TempState.initial`).
     """
-    if _check_fs(fs_hz) != state.fs_hz:
-        raise TempInputError("fs_mismatch", f"state is for {state.fs_hz:g} Hz")
-    x = _validate(chunk)
+    check_stream_rate(fs_hz, state.fs_hz, low=MIN_FS_HZ, high=MAX_FS_HZ, error=TempInputError)
+    x = samples_1d(float_array(chunk, error=TempInputError), error=TempInputError)
     if x.size == 0:
         return Findings(), state
     fs, th = state.fs_hz, state.thresholds

@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from processing.ecg.filters import FloatArray
+from processing.errors import SignalInputError, check_rate, samples_1d
 
 IndexArray = npt.NDArray[np.int64]
 
@@ -21,32 +22,21 @@ MIN_FS_HZ = 125.0
 MAX_FS_HZ = 1000.0
 
 
-class EcgInputError(ValueError):
+class EcgInputError(SignalInputError):
     """ECG input the detector cannot use; ``reason`` is a short tag (``"fs_range"``,
     ``"not_1d"``, ``"not_finite"``). Signal values are never put in the message."""
 
-    def __init__(self, reason: str, detail: str = "") -> None:
-        self.reason = reason
-        self.detail = detail
-        super().__init__(f"ecg: {reason} ({detail})" if detail else f"ecg: {reason}")
+    signal = "ecg"
 
 
 def validate_fs(fs_hz: float) -> float:
     """``fs_hz`` as a float, or :class:`EcgInputError` ``fs_range`` outside 125-1000 Hz."""
-    fs = float(fs_hz)
-    if not np.isfinite(fs) or not MIN_FS_HZ <= fs <= MAX_FS_HZ:
-        raise EcgInputError("fs_range", f"fs_hz must be in [{MIN_FS_HZ:g}, {MAX_FS_HZ:g}]")
-    return fs
+    return check_rate(fs_hz, low=MIN_FS_HZ, high=MAX_FS_HZ, error=EcgInputError)
 
 
 def validate_ecg(ecg: npt.ArrayLike) -> FloatArray:
     """``ecg`` as a float64 array, or :class:`EcgInputError` ``not_1d`` / ``not_finite``."""
-    x = np.asarray(ecg, dtype=np.float64)
-    if x.ndim != 1:
-        raise EcgInputError("not_1d", f"expected a 1-D array, got {x.ndim} dimensions")
-    if not np.all(np.isfinite(x)):
-        raise EcgInputError("not_finite", "NaN or infinite samples")
-    return x
+    return samples_1d(ecg, error=EcgInputError)
 
 
 def detect_r_peaks(ecg: npt.ArrayLike, *, fs_hz: float) -> IndexArray:

@@ -36,7 +36,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy import signal
 
-from processing.ecg.peaks import EcgInputError
+from processing.ecg.peaks import EcgInputError, validate_ecg
+from processing.errors import check_rate
 from processing.findings import Event, EventKind, Findings, Severity, Vital, VitalKind
 
 FloatArray = npt.NDArray[np.float64]
@@ -114,9 +115,7 @@ class EcgQualityState:
     def initial(cls, *, fs_hz: float, rail_uv: float | None = None) -> EcgQualityState:
         """``rail_uv``: the ADC's full scale in µV when known (samples at or beyond it count
         as saturated)."""
-        fs = float(fs_hz)
-        if not (math.isfinite(fs) and fs >= MIN_FS_HZ):
-            raise EcgInputError("fs_range", f"fs_hz must be at least {MIN_FS_HZ:g}")
+        fs = check_rate(fs_hz, low=MIN_FS_HZ, high=math.inf, error=EcgInputError)
         empty = np.empty(0)
         return cls(fs, rail_uv, 0, None, empty, empty, _Window(), 0, 0, 0, False, False, None, None)
 
@@ -250,11 +249,7 @@ def ecg_quality_step(
     differs from the state's, a non 1-D chunk or non-finite samples."""
     if float(fs_hz) != state.fs_hz:
         raise EcgInputError("fs_range", "fs_hz differs from the state's")
-    x = np.asarray(chunk, dtype=np.float64)
-    if x.ndim != 1:
-        raise EcgInputError("not_1d", f"expected a 1-D array, got {x.ndim} dimensions")
-    if not np.all(np.isfinite(x)):
-        raise EcgInputError("not_finite", "NaN or infinite samples")
+    x = validate_ecg(chunk)
     if x.size == 0:
         return Findings(), state
     fs = state.fs_hz
@@ -323,11 +318,7 @@ def ecg_sqi(ecg: npt.ArrayLike, *, fs_hz: float) -> float:
     """SQI (0..1) of a whole ECG segment (µV) as one window: the same features as the
     streaming step, filters started in steady state on the first sample."""
     state = EcgQualityState.initial(fs_hz=fs_hz)
-    x = np.asarray(ecg, dtype=np.float64)
-    if x.ndim != 1:
-        raise EcgInputError("not_1d", f"expected a 1-D array, got {x.ndim} dimensions")
-    if not np.all(np.isfinite(x)):
-        raise EcgInputError("not_finite", "NaN or infinite samples")
+    x = validate_ecg(ecg)
     if x.size == 0:
         return 0.0
     fs = state.fs_hz

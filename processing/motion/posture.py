@@ -22,6 +22,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy import signal
 
+from processing.errors import SignalInputError, check_rate, float_array, require_finite
+
 __all__ = [
     "GRAVITY_CUTOFF_HZ",
     "UPRIGHT_MAX_TILT_DEG",
@@ -51,35 +53,25 @@ class Posture(enum.IntEnum):
     RIGHT = 4
 
 
-class MotionInputError(ValueError):
+class MotionInputError(SignalInputError):
     """Accelerometer input the motion processor cannot use; ``reason`` is a short tag
     (``"fs_range"``, ``"fs_mismatch"``, ``"bad_shape"``, ``"not_finite"``,
     ``"not_numeric"``). Signal values are never put in the message."""
 
-    def __init__(self, reason: str, detail: str = "") -> None:
-        self.reason = reason
-        self.detail = detail
-        super().__init__(f"motion: {reason} ({detail})" if detail else f"motion: {reason}")
+    signal = "motion"
 
 
 def check_fs(fs_hz: float) -> float:
     """``fs_hz`` as a float, or :class:`MotionInputError` when outside 12.5-1000 Hz."""
-    fs = float(fs_hz)
-    if not (math.isfinite(fs) and MIN_FS_HZ <= fs <= MAX_FS_HZ):
-        raise MotionInputError("fs_range", f"fs_hz must be in [{MIN_FS_HZ:g}, {MAX_FS_HZ:g}]")
-    return fs
+    return check_rate(fs_hz, low=MIN_FS_HZ, high=MAX_FS_HZ, error=MotionInputError)
 
 
 def validate_acc(acc_mg: npt.ArrayLike) -> FloatArray:
     """An ``(n, 3)`` float array of finite mG samples, or :class:`MotionInputError`."""
-    try:
-        a = np.asarray(acc_mg, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise MotionInputError("not_numeric") from exc
+    a = float_array(acc_mg, error=MotionInputError)
     if a.ndim != 2 or a.shape[1] != 3:
         raise MotionInputError("bad_shape", f"need (n, 3), got {a.shape}")
-    if not np.all(np.isfinite(a)):
-        raise MotionInputError("not_finite")
+    require_finite(a, error=MotionInputError)
     return a
 
 
@@ -140,7 +132,6 @@ def classify_posture(gravity_mg: npt.ArrayLike) -> CodeArray:
     g = np.asarray(gravity_mg, dtype=np.float64)
     if g.shape[-1:] != (3,) or g.ndim > 2:
         raise MotionInputError("bad_shape", f"need (3,) or (n, 3), got {g.shape}")
-    if not np.all(np.isfinite(g)):
-        raise MotionInputError("not_finite")
+    require_finite(g, error=MotionInputError)
     codes = _karantonis_tilt_posture(g.reshape(-1, 3))
     return codes.reshape(g.shape[:-1])

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from processing.errors import check_stream_rate
 from processing.findings import Event, EventKind, Findings, Severity, Vital, VitalKind
 from processing.motion.activity import (
     cadence_spm,
@@ -36,6 +37,8 @@ from processing.motion.activity import (
 )
 from processing.motion.falls import FallTail, falls_step
 from processing.motion.posture import (
+    MAX_FS_HZ,
+    MIN_FS_HZ,
     CodeArray,
     FloatArray,
     MotionInputError,
@@ -161,8 +164,7 @@ def motion_step(
     Raises :class:`MotionInputError` for a rate other than the state's, a wrong shape or
     non-finite samples (a gap is a new stream: start again from :meth:`MotionState.initial`).
     """
-    if check_fs(fs_hz) != state.fs_hz:
-        raise MotionInputError("fs_mismatch", f"state is for {state.fs_hz:g} Hz")
+    check_stream_rate(fs_hz, state.fs_hz, low=MIN_FS_HZ, high=MAX_FS_HZ, error=MotionInputError)
     acc = validate_acc(chunk)
     if acc.shape[0] == 0:
         return Findings(), state

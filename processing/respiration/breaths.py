@@ -27,6 +27,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy import signal
 
+from processing.errors import SignalInputError, check_rate, samples_1d
+
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
@@ -48,30 +50,23 @@ __all__ = [
 ]
 
 
-class RespInputError(ValueError):
+class RespInputError(SignalInputError):
     """Respiration input that cannot be used; ``reason`` is a short tag: ``"fs_range"``,
     ``"fs_mismatch"``, ``"not_1d"``, ``"not_finite"``; for EDR also ``"length_mismatch"``
     and ``"bad_time"``. Signal values never go in the message."""
 
-    def __init__(self, reason: str, detail: str = "") -> None:
-        self.reason = reason
-        self.detail = detail
-        super().__init__(f"resp: {reason} ({detail})" if detail else f"resp: {reason}")
+    signal = "resp"
 
 
 def check_fs(fs_hz: float) -> float:
-    if not math.isfinite(fs_hz) or not MIN_FS_HZ <= fs_hz <= MAX_FS_HZ:
-        raise RespInputError("fs_range", f"fs_hz must be in [{MIN_FS_HZ:g}, {MAX_FS_HZ:g}]")
-    return float(fs_hz)
+    """``fs_hz`` as a float, or :class:`RespInputError` ``fs_range`` outside 5-1000 Hz."""
+    return check_rate(fs_hz, low=MIN_FS_HZ, high=MAX_FS_HZ, error=RespInputError)
 
 
 def check_signal(resp: npt.ArrayLike) -> FloatArray:
-    x = np.asarray(resp, dtype=np.float64)
-    if x.ndim != 1:
-        raise RespInputError("not_1d", f"expected a 1-D array, got {x.ndim} dimensions")
-    if not np.all(np.isfinite(x)):
-        raise RespInputError("not_finite", "NaN or infinite samples")
-    return x
+    """``resp`` as a 1-D float64 array, or :class:`RespInputError` ``not_1d`` /
+    ``not_finite``."""
+    return samples_1d(resp, error=RespInputError)
 
 
 @lru_cache(maxsize=32)

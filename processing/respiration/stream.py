@@ -40,9 +40,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 import numpy.typing as npt
 
+from processing.errors import check_stream_rate
 from processing.findings import Event, EventKind, Findings, Severity, Vital, VitalKind
 from processing.respiration.breaths import (
     APNOEA_S,
+    MAX_FS_HZ,
+    MIN_FS_HZ,
     BoolArray,
     Detector,
     Extremum,
@@ -200,8 +203,7 @@ def resp_step(
     state is unchanged then, so the caller may skip the bad chunk or restart.
     """
     fs = state.detector.fs_hz
-    if check_fs(fs_hz) != fs:
-        raise RespInputError("fs_mismatch", f"state is for {fs:g} Hz")
+    check_stream_rate(fs_hz, fs, low=MIN_FS_HZ, high=MAX_FS_HZ, error=RespInputError)
     x = check_signal(chunk)
     extrema, detector = detector_step(state.detector, x)
     onsets = [e for e in extrema if e.onset]

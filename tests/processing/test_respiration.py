@@ -18,12 +18,12 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from devices.sim.signals import Interval, Schedule
 from devices.sim.signals.respiration import (
-    BreathingConfig,
-    RespirationConfig,
+    RESPIRATION_SCENARIOS,
+    SCENARIO_APNOEAS,
     RespirationSynth,
     RespirationTruth,
+    respiration_scenario,
 )
 from processing.findings import EventKind, Findings, Severity, Vital, VitalKind
 from processing.respiration import (
@@ -39,8 +39,8 @@ from processing.respiration import (
 FloatArray = npt.NDArray[np.float64]
 DURATION_S = 300.0
 SEEDS = (0, 1, 2)
-SCENARIOS = ("rest", "slow_paced", "tachypnoea", "exercise", "apnoea", "low_snr")
-APNOEAS = (Interval(60.0, 75.0), Interval(150.0, 180.0), Interval(240.0, 252.0))
+SCENARIOS = RESPIRATION_SCENARIOS
+APNOEAS = SCENARIO_APNOEAS
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,30 +53,13 @@ class Case:
 @cache
 def case(name: str, seed: int, fs_hz: float = 25.0) -> Case:
     """One synthetic band recording (offset, drift, 25 dB SNR unless stated)."""
-    breathing: dict[str, object] = {"seed": seed}
-    band: dict[str, object] = {"snr_db": 25.0}
-    if name == "rest":
-        breathing["rate_bpm"] = 12.0 + 2.0 * seed
-    elif name == "slow_paced":  # paced breathing is regular
-        breathing.update(rate_bpm=6.0, rate_cv=0.05)
-    elif name == "tachypnoea":
-        breathing["rate_bpm"] = Schedule.from_pairs([(0.0, 30.0), (DURATION_S, 40.0)])
-    elif name == "exercise":  # ~2 motion artefacts (1-4 s each) a minute
-        breathing["rate_bpm"] = Schedule.from_pairs([(0.0, 25.0), (DURATION_S, 35.0)])
-        band["artefact_rate_per_min"] = 2.0
-    elif name == "apnoea":
-        breathing.update(rate_bpm=14.0, apnoeas=APNOEAS)
-    elif name == "low_snr":
-        breathing["rate_bpm"] = 15.0
-        band["snr_db"] = 5.0
-    config = RespirationConfig(
+    config = respiration_scenario(
+        name,
+        seed,
         fs_hz=fs_hz,
-        amplitude_au=800.0,
-        offset_au=12000.0,
-        drift_au=40.0,
-        breathing=BreathingConfig(**breathing),  # type: ignore[arg-type]
-        seed=1000 + seed,
-        **band,  # type: ignore[arg-type]
+        duration_s=DURATION_S,
+        band_seed=1000 + seed,
+        rest_rate_bpm=12.0 + 2.0 * seed,
     )
     source = RespirationSynth(config)
     resp = source.read(round(DURATION_S * fs_hz))

@@ -42,11 +42,14 @@ from devices.sim.signals import (
 )
 
 __all__ = [
+    "RESPIRATION_SCENARIOS",
+    "SCENARIO_APNOEAS",
     "BreathTrain",
     "BreathingConfig",
     "RespirationConfig",
     "RespirationSynth",
     "RespirationTruth",
+    "respiration_scenario",
 ]
 
 _EXPIRATION_POWER = 0.6
@@ -321,3 +324,60 @@ class RespirationSynth(BlockSource[RespirationTruth]):
             artefact_start_s=self._artefacts.start.view()[:n_art].copy(),
             artefact_end_s=self._artefacts.end.view()[:n_art].copy(),
         )
+
+
+RESPIRATION_SCENARIOS = ("rest", "slow_paced", "tachypnoea", "exercise", "apnoea", "low_snr")
+"""The names :func:`respiration_scenario` knows."""
+SCENARIO_APNOEAS = (Interval(60.0, 75.0), Interval(150.0, 180.0), Interval(240.0, 252.0))
+"""The pauses of the ``"apnoea"`` scenario (15, 30 and 12 s; meant for a 5 min recording)."""
+
+
+def respiration_scenario(
+    name: str,
+    seed: int,
+    *,
+    fs_hz: float = 25.0,
+    duration_s: float = 300.0,
+    band_seed: int | None = None,
+    rest_rate_bpm: float = 12.0,
+) -> RespirationConfig:
+    """A named band-recording scenario: 800 a.u. breaths on a 12000 a.u. offset with 40 a.u.
+    drift and 25 dB SNR unless stated.
+
+    ``"rest"`` (``rest_rate_bpm``), ``"slow_paced"`` (6 /min, regular), ``"tachypnoea"``
+    (30 rising to 40 /min over ``duration_s``), ``"exercise"`` (25 rising to 35 /min, ~2
+    motion artefacts of 1-4 s a minute), ``"apnoea"`` (14 /min with
+    :data:`SCENARIO_APNOEAS`), ``"low_snr"`` (15 /min at 5 dB). ``seed`` drives the breathing
+    pattern, ``band_seed`` (default ``seed``) the noise, drift and artefacts. Raises
+    :class:`SignalError` ``unknown_scenario`` for another name.
+    """
+    snr_db = 25.0
+    artefact_rate_per_min = 0.0
+    if name == "rest":
+        breathing = BreathingConfig(rate_bpm=rest_rate_bpm, seed=seed)
+    elif name == "slow_paced":  # paced breathing is regular
+        breathing = BreathingConfig(rate_bpm=6.0, rate_cv=0.05, seed=seed)
+    elif name == "tachypnoea":
+        rising = Schedule.from_pairs([(0.0, 30.0), (duration_s, 40.0)])
+        breathing = BreathingConfig(rate_bpm=rising, seed=seed)
+    elif name == "exercise":
+        rising = Schedule.from_pairs([(0.0, 25.0), (duration_s, 35.0)])
+        breathing = BreathingConfig(rate_bpm=rising, seed=seed)
+        artefact_rate_per_min = 2.0
+    elif name == "apnoea":
+        breathing = BreathingConfig(rate_bpm=14.0, apnoeas=SCENARIO_APNOEAS, seed=seed)
+    elif name == "low_snr":
+        breathing = BreathingConfig(rate_bpm=15.0, seed=seed)
+        snr_db = 5.0
+    else:
+        raise SignalError("respiration", "unknown_scenario", f"not one of {RESPIRATION_SCENARIOS}")
+    return RespirationConfig(
+        fs_hz=fs_hz,
+        amplitude_au=800.0,
+        offset_au=12000.0,
+        drift_au=40.0,
+        snr_db=snr_db,
+        artefact_rate_per_min=artefact_rate_per_min,
+        breathing=breathing,
+        seed=seed if band_seed is None else band_seed,
+    )
