@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from devices.frame import Frame, Quality, StreamKind, Timebase, Unit
+from devices.sim.signals.motion import Activity, MotionEpisode, Posture
 from devices.sim.signals.scenario import GarmentSignals, WearerScenario, build_wearer
 from gateway.ingest.tracks import AlertRow, Tracks, VitalRow
 from gateway.router import ClinicalFrame, ResearchFrame
@@ -278,3 +279,26 @@ def test_an_idle_streams_last_samples_are_processed_when_it_is_forgotten(
     assert not early
     assert any(v.kind == "hr_bpm" for v in late)
     assert len(tracks) == 0
+
+
+def test_a_fall_in_the_garments_motion_stream_becomes_a_critical_alert() -> None:
+    activities = (
+        MotionEpisode(Activity.REST, 20.0),
+        MotionEpisode(Activity.WALK, 40.0),
+        MotionEpisode(Activity.FALL, 3.0, Posture.SUPINE),
+        MotionEpisode(Activity.REST, 30.0, Posture.SUPINE),
+    )
+    signals = build_wearer(WearerScenario(activities=activities, seed=5))
+    accel = signals.motion.read(95 * 50)
+    frames = _clinical(_frames(StreamKind.ACCEL, accel, 50.0))
+    tracks = Tracks()
+    falls: list[tuple[float, float]] = []  # (fall time, arrival of the frame that told)
+    for frame in frames:
+        _, alerts = tracks.feed([frame], now_ns=frame.frame.time_ns)
+        arrived_s = (frame.frame.time_ns - T0_NS) / 1e9 + len(frame.frame.samples) / 50.0
+        falls += [((a.ts_ns - T0_NS) / 1e9, arrived_s) for a in alerts if a.kind == "fall"]
+    (truth,) = signals.motion.truth().fall_times_s
+    assert len(falls) == 1, falls
+    fall_s, told_s = falls[0]
+    assert abs(fall_s - truth) <= 1.0
+    assert told_s - truth <= 5.0, "reported within 5 s of the impact"
