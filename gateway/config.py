@@ -184,7 +184,10 @@ class IngestSettings(_Section):
     """Backoff between attempts to reach the broker or a database."""
     partitions_ahead_days: int = Field(default=1, ge=0, le=31)
     vitals: bool = True
-    """Compute vitals and alerts from the stored frames (``processing``) and store them."""
+    """Compute vitals and alerts from the stored frames (``processing``) and store them.
+    The processors need each stream's frames in order: run one vitals-computing ingester
+    per path (several ingesters sharing a subscription would each see every stream with
+    holes; set ``vitals = false`` on all but one, or give each its own wearers)."""
     publish_alerts: bool = True
     """Publish the clinical path's warning and critical alerts on
     ``{prefix}/alerts/{subject_id}/{kind}`` (the broker user needs write access there)."""

@@ -133,8 +133,24 @@ def rr_intervals_step(
 
 
 def _ecg_step(state: _Ecg, chunk: npt.ArrayLike) -> tuple[Findings, _Ecg]:
-    fs = state.fs_hz
+    """Quality gates the rhythm alarms per second of signal: the chunk is cut on a 1 s
+    grid of the stream (not of the chunk), so a long chunk of a stream that went flat
+    halfway gates its beats as 1 s chunks would, and the findings stay chunk-invariant."""
     x = np.asarray(chunk, dtype=np.float64)
+    grid = max(1, round(state.fs_hz))
+    seen = state.peaks.samples_seen
+    parts: list[Findings] = []
+    start = 0
+    while start < x.size:
+        stop = min(x.size, start + grid - (seen + start) % grid)
+        found, state = _ecg_second(state, x[start:stop])
+        parts.append(found)
+        start = stop
+    return Findings.merge(parts), state
+
+
+def _ecg_second(state: _Ecg, x: npt.NDArray[np.float64]) -> tuple[Findings, _Ecg]:
+    fs = state.fs_hz
     q_found, quality = ecg_quality_step(state.quality, x, fs_hz=fs)
     peaks, peak_state = r_peak_step(state.peaks, x)
     beats_s = peaks.indices / fs

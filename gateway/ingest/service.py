@@ -91,6 +91,12 @@ VITALS_METRICS: Final = {
     "rejected": FieldMetric.counter(
         "biogw_vitals_rejected_total", "Chunks a processor refused (bad samples)."
     ),
+    "failed": FieldMetric.counter(
+        "biogw_vitals_failed_total", "Processor failures (the stream starts afresh)."
+    ),
+    "dropped": FieldMetric.counter(
+        "biogw_vitals_dropped_total", "Findings the database refused (not retried)."
+    ),
     "restarts": FieldMetric.counter(
         "biogw_vitals_track_restarts_total", "Streams restarted after a gap."
     ),

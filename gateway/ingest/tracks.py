@@ -16,8 +16,19 @@ and returns the rows to store.
   over (measured: 4 streams of a wearer at 333x real time fed frame by frame). Findings
   come up to that much later; a stream's last partial chunk is processed when the track
   restarts or is forgotten.
+* Times: each chunk re-anchors the stream timeline on its first frame's time, so a
+  device whose sample clock runs off its nominal rate does not drift away from UTC over a
+  long stream (the findings of one chunk are placed by that chunk's anchor).
 * RR-interval streams (Heart Rate Service straps) have no sample rate: each frame's
-  intervals are fed with the time of its last beat.
+  intervals are fed with the time of its last beat; a frame whose first interval starts
+  more than 2 s after the last beat fed is a gap (a link loss, not an asystole) and
+  restarts the track. While the same device's ECG is being processed its RR intervals
+  are skipped (a Polar H10 sends both: one heart series, not two).
+* A processor that refuses its input (``ValueError``: a rate it cannot take, non-finite
+  samples) or fails (a bug) loses that stream's state, which starts afresh with the next
+  frame; it is counted (``rejected``, ``failed``) and never stops the other streams.
+* Events of severity ``info`` (posture changes) are not returned as alerts: the posture
+  vital records them, and the alerts are for the care team.
 * Tracks without data for ``idle_s`` are forgotten (bounded memory).
 * ECG-derived respiration rates are dropped while the wearer's respiratory band is
   delivering (the band is the better source).
@@ -28,9 +39,11 @@ Must not: do I/O, log values, topics or subject ids.
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Final
 from uuid import UUID
 
@@ -38,10 +51,12 @@ import numpy as np
 
 from devices.frame import Frame, StreamKind
 from gateway.router import ClinicalFrame, ResearchFrame
-from processing.findings import Event, Findings, VitalKind
+from processing.findings import Event, Findings, Severity, VitalKind
 from processing.streams import Signal, StreamState, initial_state, rr_intervals_step, step
 
 __all__ = ["AlertRow", "TrackKey", "Tracks", "VitalRow"]
+
+logger = logging.getLogger(__name__)
 
 _SIGNALS: Final = {
     StreamKind.ECG: Signal.ECG,
@@ -54,6 +69,10 @@ _XYZ: Final = ("x", "y", "z")
 _GAP_MIN_NS: Final = 50_000_000
 _BAND_FRESH_NS: Final = 60 * 1_000_000_000
 """A band delivering within this long suppresses ECG-derived respiration."""
+_ECG_FRESH_NS: Final = 10 * 1_000_000_000
+"""The same device's ECG processed within this long suppresses its RR intervals."""
+_RR_GAP_NS: Final = 2_000_000_000
+"""RR frames carry arrival times, late by up to about a second: a longer hole is a gap."""
 
 Owner = UUID | str
 """Subject id (clinical) or pseudonym (research)."""
@@ -89,10 +108,15 @@ class _Track:
     """Expected start of the next frame (sampled) or last beat fed (RR)."""
     seen_ns: int
     """Clock of the last feed, for forgetting idle tracks."""
+    fs_hz: float = 0.0
     min_samples: int = 1
     pending: list[np.ndarray] = field(default_factory=list)
     """Samples not yet handed to the processor (fewer than ``min_samples``)."""
     pending_n: int = 0
+    pending_ns: int = 0
+    """Time of the first pending sample (the next chunk's anchor)."""
+    fed: int = 0
+    """Samples handed to the processor so far."""
 
 
 @dataclass(slots=True)
@@ -108,6 +132,7 @@ class Tracks:
         self._tracks: dict[TrackKey, _Track] = {}
         self._min_chunk_s = min_chunk_s
         self._band_ns: dict[Owner, int] = {}
+        self._ecg_ns: dict[tuple[Owner, str | None], int] = {}
         self._idle_ns = int(idle_s * 1e9)
         self.skipped = 0
         """Frames not processed: redelivered, or of a shape no processor takes."""
@@ -116,6 +141,8 @@ class Tracks:
         self.rejected = 0
         """Chunks a processor refused (non-finite samples, a rate it cannot take): the
         track starts afresh with the next frame."""
+        self.failed = 0
+        """Processor failures (bugs): the track starts afresh with the next frame."""
 
     def __len__(self) -> int:
         return len(self._tracks)
@@ -127,18 +154,47 @@ class Tracks:
         vitals: list[VitalRow] = []
         alerts: list[AlertRow] = []
         works = _group(frames)
-        for work in works:  # before any ECG of the batch is processed
-            if work.key[2] is StreamKind.RESP:
-                self._band_ns[work.key[0]] = now_ns
+        for work in works:  # before any ECG or RR of the batch is processed
+            owner, device, stream = work.key
+            if stream is StreamKind.RESP:
+                self._band_ns[owner] = now_ns
+            elif stream is StreamKind.ECG:
+                self._ecg_ns[(owner, device)] = now_ns
         for work in works:
-            owner = work.key[0]
-            for origin_ns, found in self._run(work, now_ns):
-                vitals.extend(_vital_rows(owner, origin_ns, found, self._band_live(owner, now_ns)))
-                alerts.extend(_alert_rows(owner, origin_ns, found.events))
-        for (owner, _, _), origin_ns, found in self._forget(now_ns):
-            vitals.extend(_vital_rows(owner, origin_ns, found, self._band_live(owner, now_ns)))
-            alerts.extend(_alert_rows(owner, origin_ns, found.events))
+            key = work.key
+            found = self._guarded(key, partial(self._run, work, now_ns))
+            self._rows(key[0], found, now_ns, vitals, alerts)
+        for key, track in self._stale(now_ns):
+            found = self._guarded(key, partial(self._flush, key, track))
+            self._rows(key[0], found, now_ns, vitals, alerts)
         return vitals, alerts
+
+    def _rows(
+        self,
+        owner: Owner,
+        found: list[tuple[int, Findings]],
+        now_ns: int,
+        vitals: list[VitalRow],
+        alerts: list[AlertRow],
+    ) -> None:
+        band_live = self._band_live(owner, now_ns)
+        for origin_ns, findings in found:
+            vitals.extend(_vital_rows(owner, origin_ns, findings, band_live))
+            alerts.extend(_alert_rows(owner, origin_ns, findings.events))
+
+    def _guarded(
+        self, key: TrackKey, run: Callable[[], list[tuple[int, Findings]]]
+    ) -> list[tuple[int, Findings]]:
+        """``run()``; a processor refusing its input or failing costs that track only."""
+        try:
+            return run()
+        except ValueError:
+            self.rejected += 1
+        except Exception as exc:  # a processing bug must not stop ingestion
+            self.failed += 1
+            logger.warning("vitals: the %s processor failed (%s)", key[2], type(exc).__name__)
+        self._tracks.pop(key, None)
+        return []
 
     def _band_live(self, owner: Owner, now_ns: int) -> bool:
         return now_ns - self._band_ns.get(owner, -_BAND_FRESH_NS - 1) <= _BAND_FRESH_NS
@@ -163,6 +219,8 @@ class Tracks:
                     continue
                 tolerance = max(1.5 * period_ns, _GAP_MIN_NS)
                 if abs(frame.time_ns - track.next_ns) <= tolerance:
+                    if not track.pending:
+                        track.pending_ns = frame.time_ns
                     track.pending.append(samples)
                     track.pending_n += len(samples)
                     track.next_ns, track.seen_ns = end_ns, now_ns
@@ -170,10 +228,15 @@ class Tracks:
                 self.restarts += 1
             if track is not None:
                 out.extend(self._flush(key, track))
+            self._tracks.pop(key, None)
             min_samples = max(1, round(self._min_chunk_s * frame.fs_hz))
             state = initial_state(_SIGNALS[stream], fs_hz=frame.fs_hz)
-            track = _Track(state, frame.time_ns, end_ns, now_ns, min_samples)
-            track.pending, track.pending_n = [samples], len(samples)
+            track = _Track(state, frame.time_ns, end_ns, now_ns, frame.fs_hz, min_samples)
+            track.pending, track.pending_n, track.pending_ns = (
+                [samples],
+                len(samples),
+                frame.time_ns,
+            )
             self._tracks[key] = track
         track = self._tracks.get(key)
         if track is not None and track.pending_n >= track.min_samples:
@@ -181,61 +244,58 @@ class Tracks:
         return out
 
     def _flush(self, key: TrackKey, track: _Track) -> list[tuple[int, Findings]]:
-        """Hand the track's pending samples to its processor."""
+        """Hand the track's pending samples to its processor; the findings are placed on
+        the timeline anchored at this chunk's first frame."""
         if not track.pending:
             return []
         chunk = track.pending
         samples = chunk[0] if len(chunk) == 1 else np.concatenate(chunk)
         track.pending, track.pending_n = [], 0
-        try:
-            found, track.state = step(track.state, samples)
-        except ValueError:
-            self.rejected += 1
-            if self._tracks.get(key) is track:
-                del self._tracks[key]
-            return []
+        track.origin_ns = track.pending_ns - round(track.fed * 1e9 / track.fs_hz)
+        track.fed += len(samples)
+        found, track.state = step(track.state, samples)
         return [(track.origin_ns, found)]
 
     def _run_rr(
         self, key: TrackKey, frames: Sequence[Frame | ResearchFrame], now_ns: int
     ) -> list[tuple[int, Findings]]:
         out: list[tuple[int, Findings]] = []
+        owner, device, _ = key
+        ecg_live = now_ns - self._ecg_ns.get((owner, device), -_ECG_FRESH_NS - 1) <= _ECG_FRESH_NS
         for frame in frames:
             rr_ms = _signal_samples(frame)
-            if rr_ms is None or frame.offsets_ns is None or len(rr_ms) == 0:
+            if ecg_live or rr_ms is None or frame.offsets_ns is None or len(rr_ms) == 0:
                 self.skipped += 1
                 continue
+            if not np.all(np.isfinite(rr_ms)) or not np.all(rr_ms > 0):
+                self.rejected += 1
+                continue
             end_ns = frame.time_ns + int(frame.offsets_ns[-1])
+            start_ns = frame.time_ns - round(float(rr_ms[0]) * 1e6)
             track = self._tracks.get(key)
             if track is not None and end_ns <= track.next_ns:
                 self.skipped += 1
                 continue
+            if track is not None and start_ns > track.next_ns + _RR_GAP_NS:
+                self.restarts += 1
+                track = None
             if track is None:
-                start_ns = frame.time_ns - round(float(rr_ms[0]) * 1e6)
                 track = _Track(initial_state(Signal.RR), start_ns, end_ns, now_ns)
                 self._tracks[key] = track
-            try:
-                found, track.state = rr_intervals_step(
-                    track.state, rr_ms, end_s=(end_ns - track.origin_ns) / 1e9
-                )
-            except ValueError:
-                self.rejected += 1
-                del self._tracks[key]
-                continue
+            found, track.state = rr_intervals_step(
+                track.state, rr_ms, end_s=(end_ns - track.origin_ns) / 1e9
+            )
             track.next_ns, track.seen_ns = end_ns, now_ns
             out.append((track.origin_ns, found))
         return out
 
-    def _forget(self, now_ns: int) -> list[tuple[TrackKey, int, Findings]]:
-        """Drop the tracks idle for ``idle_s``; return what their last samples found."""
-        out: list[tuple[TrackKey, int, Findings]] = []
+    def _stale(self, now_ns: int) -> list[tuple[TrackKey, _Track]]:
+        """Forget the tracks idle for ``idle_s``; return them (their last samples are
+        still to be processed)."""
         stale = [k for k, t in self._tracks.items() if now_ns - t.seen_ns > self._idle_ns]
-        for key in stale:
-            track = self._tracks.pop(key)
-            out.extend((key, origin, found) for origin, found in self._flush(key, track))
-        for owner in [o for o, t in self._band_ns.items() if now_ns - t > self._idle_ns]:
-            del self._band_ns[owner]
-        return out
+        self._band_ns = {o: t for o, t in self._band_ns.items() if now_ns - t <= self._idle_ns}
+        self._ecg_ns = {d: t for d, t in self._ecg_ns.items() if now_ns - t <= self._idle_ns}
+        return [(key, self._tracks.pop(key)) for key in stale]
 
 
 def _group(frames: Iterable[ClinicalFrame | ResearchFrame]) -> list[_Work]:
@@ -298,4 +358,5 @@ def _alert_rows(owner: Owner, origin_ns: int, events: Sequence[Event]) -> list[A
             dict(e.detail),
         )
         for e in events
+        if e.severity is not Severity.INFO
     ]

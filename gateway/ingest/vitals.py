@@ -11,8 +11,14 @@ publisher) after the commit. The research path stores vitals only: the research 
 has no alerts, and no one there is to be alerted.
 
 Overflow: ``offer`` waits while ``queue_batches`` batches are queued, which holds the
-committer and, through it, the broker (nothing is dropped). Database failures are retried
-with backoff; the findings wait in memory meanwhile.
+committer and, through it, the broker (nothing is dropped). A database outage is retried
+with backoff (the findings wait in memory); findings the database refuses (SQLSTATE
+classes 22, 23, 42) are dropped and counted, never retried for ever. A processor that
+fails costs its own stream's state only (``tracks``).
+
+One vitals-computing ingester per path: the processors need each stream's frames in
+order, which a shared subscription split among several ingesters does not give (each
+would see every stream with holes). Scale out by giving each ingester its own wearers.
 
 Vitals are derived data: frames are committed (and acknowledged) before their vitals. A
 crash loses the processors' state and the findings not yet stored; after a restart the
@@ -52,9 +58,13 @@ logger = logging.getLogger(__name__)
 
 ALERT_NAMESPACE: Final = uuid.UUID("6f1b9b64-1d0c-4b8e-9a57-0d6c2f1e4a11")
 """An alert's id is uuid5 of this and (subject, kind, onset): the same alert found again
-(redelivery, restart) is the same row."""
+from the same frames (a redelivered batch) is the same row. A condition still present
+after a restart of the stream (ingester restart, link loss) is found again with a new
+onset: a new alert."""
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _PUBLISHED: Final = frozenset({"warning", "critical"})
+_PERMANENT: Final = frozenset({"22", "23", "42"})
+"""SQLSTATE classes that retrying cannot fix: data, integrity, syntax or privilege."""
 
 StoredFrame = ClinicalFrame | ResearchFrame
 
@@ -83,6 +93,10 @@ class VitalsCounters:
     """Frames not processed: redelivered, or of a shape no processor takes."""
     rejected: int = 0
     """Chunks a processor refused (bad samples)."""
+    failed: int = 0
+    """Processor failures (bugs); the stream starts afresh."""
+    dropped: int = 0
+    """Findings the database refused (not retried)."""
     restarts: int = 0
     db_failures: int = 0
     tracks: int = 0
@@ -164,42 +178,53 @@ class VitalsStage:
 
     def _process(self, frames: list[StoredFrame]) -> tuple[list[VitalRow], list[AlertRow]]:
         tracks = self._tracks
-        before = (tracks.skipped, tracks.rejected, tracks.restarts)
+        before = (tracks.skipped, tracks.rejected, tracks.failed, tracks.restarts)
         vitals, alerts = tracks.feed(frames, now_ns=self._clock())
         counters = self.counters
         counters.frames += len(frames)
         counters.skipped += tracks.skipped - before[0]
         counters.rejected += tracks.rejected - before[1]
-        counters.restarts += tracks.restarts - before[2]
+        counters.failed += tracks.failed - before[2]
+        counters.restarts += tracks.restarts - before[3]
         counters.tracks = len(tracks)
         if self.path is not IngestPath.CLINICAL:
             alerts = []
         return vitals, alerts
 
     async def _store(self, vitals: list[VitalRow], alerts: list[AlertRow]) -> list[StoredAlert]:
+        """Store and return the alerts to publish. Retries while the database is away; a
+        row it refuses (data, integrity or privilege error) drops these findings, counted:
+        derived data must never hold up the frames behind it."""
         if not vitals and not alerts:
             return []
         state = BackoffState()
         while True:
             try:
                 conn = await self._db.get()
-                return await self._transaction(conn, vitals, alerts)
+                stored, new_alerts = await self._transaction(conn, vitals, alerts)
             except StoreError as exc:
+                if (exc.sqlstate or "")[:2] in _PERMANENT:
+                    self.counters.dropped += len(vitals) + len(alerts)
+                    logger.warning("%s vitals: findings refused, dropped (%s)", self.path, exc)
+                    return []
                 self.counters.db_failures += 1
                 logger.warning("%s vitals: database write failed (%s)", self.path, exc)
                 await self._db.close()
                 state = self._policy.failed(state)
                 await asyncio.sleep(self._policy.delay_s(state, self._rng.random()))
+                continue
+            self.counters.vitals += stored
+            self.counters.alerts += len(new_alerts)
+            return [a for a in new_alerts if a.severity in _PUBLISHED]
 
     async def _transaction(
         self, conn: psycopg.AsyncConnection[Any], vitals: list[VitalRow], alerts: list[AlertRow]
-    ) -> list[StoredAlert]:
+    ) -> tuple[int, list[StoredAlert]]:
         operation = f"ingest.{self.path.schema}.vitals"
         for attempt in (1, 2):
             try:
                 async with conn.transaction():
-                    stored = await self._insert(conn, vitals, alerts)
-                return stored
+                    return await self._insert(conn, vitals, alerts)
             except pg_errors.CheckViolation as exc:  # no partition for a day yet
                 if attempt == 2:
                     raise translate_error(exc, operation) from exc
@@ -210,7 +235,9 @@ class VitalsStage:
 
     async def _insert(
         self, conn: psycopg.AsyncConnection[Any], vitals: list[VitalRow], alerts: list[AlertRow]
-    ) -> list[StoredAlert]:
+    ) -> tuple[int, list[StoredAlert]]:
+        """(vitals stored, alerts stored now) in the caller's transaction."""
+        stored = 0
         if vitals:
             cur = await conn.execute(
                 self._insert_vitals,
@@ -223,8 +250,8 @@ class VitalsStage:
                     [v.quality for v in vitals],
                 ),
             )
-            self.counters.vitals += max(cur.rowcount, 0)
-        stored: list[StoredAlert] = []
+            stored = max(cur.rowcount, 0)
+        new: list[StoredAlert] = []
         for row in alerts:  # few: one statement each tells which are new
             if not isinstance(row.owner, uuid.UUID):
                 continue
@@ -252,18 +279,17 @@ class VitalsStage:
                 ),
             )
             if cur.rowcount > 0:
-                self.counters.alerts += 1
-                if alert.severity in _PUBLISHED:
-                    stored.append(alert)
-        return stored
+                new.append(alert)
+        return stored, new
 
     async def _ensure_days(
         self, conn: psycopg.AsyncConnection[Any], vitals: list[VitalRow]
     ) -> None:
-        days = {v.ts_ns // DAY_NS for v in vitals}
-        if not days:
-            return
-        start = _EPOCH + timedelta(days=min(days))
-        end = _EPOCH + timedelta(days=max(days) + 1)
-        async with conn.transaction():
-            await ensure_partitions(conn, self._schema, ("vitals",), start, end)
+        """The day partitions of the findings' days, one day at a time (research days of
+        one batch can lie months apart: each wearer has its own shift)."""
+        for day in sorted({v.ts_ns // DAY_NS for v in vitals}):
+            start = _EPOCH + timedelta(days=day)
+            async with conn.transaction():
+                await ensure_partitions(
+                    conn, self._schema, ("vitals",), start, start + timedelta(days=1)
+                )

@@ -16,9 +16,10 @@ Role: ``resp_step`` feeds the next chunk of a band signal through the breath det
   ``t_s`` the estimated start of the pause (the last breath's peak plus the typical
   expiration time), ``end_s`` ``None`` (not known yet: when breathing resumes, the first
   ``BREATH_RATE`` after the pause spans it in its ``window_s``), ``detail`` ``pause_s``
-  (10), ``alarm_s`` (when raised) and ``last_breath_s`` (onset of the last breath before
-  the pause). One event per apnoea: no other until a breath onset is detected. Alarms are
-  armed once two breaths are known (a band that never showed breathing raises none).
+  (10: raised at ``t_s + pause_s``) and ``last_breath_before_s`` (how long before ``t_s``
+  the last breath began); durations only, no stream times (they mean nothing outside).
+  One event per apnoea: no other until a breath onset is detected. Alarms are armed once
+  two breaths are known (a band that never showed breathing raises none).
 
 Window rate over ``[t0, t0 + W)`` (``window_rate``, ``window_rates``; the same definition
 serves the truth in tests): the intervals between consecutive onsets both inside the
@@ -221,7 +222,10 @@ def resp_step(
             (alarm - round(APNOEA_S * fs)) / fs,
             EventKind.APNOEA,
             Severity.CRITICAL,
-            detail={"pause_s": APNOEA_S, "alarm_s": alarm / fs, "last_breath_s": onset / fs},
+            detail={
+                "pause_s": APNOEA_S,
+                "last_breath_before_s": round((alarm - round(APNOEA_S * fs) - onset) / fs, 3),
+            },
         )
         for alarm, onset in alarms
     ]

@@ -12,7 +12,11 @@ R-peak times of the synthetic ECG and the breath onsets of the respiration band.
   activity and posture;
 * each stored 10 s heart rate is within 2 bpm of the true mean rate of the beats in its
   window; each stored 30 s respiration rate within 1 breath/min of the true rate of the
-  breaths in its window.
+  breaths in its window (every wearer has its share of windows).
+
+The demo's wearers rest, so their rates change little over a minute; that the findings
+are placed at the right time is shown on rates that ramp up in
+``tests/gateway/ingest/test_tracks.py``.
 """
 
 from __future__ import annotations
@@ -111,6 +115,7 @@ async def test_demo_stores_vitals_matching_the_simulator_truth() -> None:
     hr_errors: list[float] = []
     rr_errors: list[float] = []
     for wearer in parts.wearers:
+        counted = (len(hr_errors), len(rr_errors))
         rows = by_subject[wearer.subject_id]
         kinds = {kind for kind, *_ in rows}
         assert kinds >= {"hr_bpm", "resp_rate_bpm", "enmo_mg", "posture"}, (wearer.label, kinds)
@@ -125,12 +130,14 @@ async def test_demo_stores_vitals_matching_the_simulator_truth() -> None:
             elif kind == "resp_rate_bpm":
                 expected = true_resp_rate(onsets, end_s - window_s, end_s)
                 rr_errors.append(abs(value - expected))
+        assert len(hr_errors) - counted[0] >= RUN_S // 10 - 3, wearer.label
+        assert len(rr_errors) - counted[1] >= RUN_S // 30 - 1, wearer.label
     print(
         f"vitals vs truth over {len(parts.wearers)} wearers: "
         f"HR {len(hr_errors)} windows, max error {max(hr_errors):.2f} bpm; "
         f"respiration {len(rr_errors)} windows, max error {max(rr_errors):.2f} breaths/min"
     )
-    assert len(hr_errors) >= GARMENTS * (RUN_S // 10 - 3)
-    assert len(rr_errors) >= GARMENTS * (RUN_S // 30 - 1)
+    assert np.all(np.isfinite(hr_errors)), "a stored window without true beats"
+    assert np.all(np.isfinite(rr_errors)), "a stored window without true breaths"
     assert max(hr_errors) <= HR_TOLERANCE_BPM
     assert max(rr_errors) <= RR_TOLERANCE_BPM

@@ -8,6 +8,7 @@ The frames are cut from the simulator's synthetic wearer (ECG 250 Hz, respiratio
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from uuid import UUID, uuid4
 
 import numpy as np
@@ -16,8 +17,11 @@ import pytest
 from devices.frame import Frame, Quality, StreamKind, Timebase, Unit
 from devices.sim.signals.motion import Activity, MotionEpisode, Posture
 from devices.sim.signals.scenario import GarmentSignals, WearerScenario, build_wearer
+from gateway.ingest import tracks as tracks_module
 from gateway.ingest.tracks import AlertRow, Tracks, VitalRow
 from gateway.router import ClinicalFrame, ResearchFrame
+from processing.findings import Findings
+from processing.streams import StreamState
 from tests.processing.truth_rates import true_heart_rate, true_resp_rate
 
 T0_NS = 1_790_000_000 * 1_000_000_000
@@ -58,7 +62,10 @@ def _clinical(frames: Iterator[Frame]) -> list[ClinicalFrame]:
 
 @pytest.fixture(scope="module")
 def wearer() -> tuple[GarmentSignals, dict[StreamKind, np.ndarray]]:
-    signals = build_wearer(WearerScenario(seed=11))
+    # rest, then walking: the heart and breathing rates ramp up (~25 bpm, ~6/min), so a
+    # finding placed at the wrong time misses the truth
+    walk = (MotionEpisode(Activity.REST, 40.0), MotionEpisode(Activity.WALK, 200.0))
+    signals = build_wearer(WearerScenario(activities=walk, seed=11))
     seconds = 130
     data = {
         StreamKind.ECG: signals.ecg.read(seconds * 250),
@@ -112,6 +119,12 @@ def test_heart_and_respiration_rates_from_stored_frames_match_the_truth(
     for v in rr:
         end_s = (v.ts_ns - T0_NS) / 1e9
         assert abs(v.value - true_resp_rate(onsets, end_s - v.window_s, end_s)) <= 1.0
+    late = [  # the same heart rates against a truth 5 s off: the check can fail
+        abs(v.value - true_heart_rate(beats, end_s - v.window_s - 5, end_s - 5))
+        for v in hr
+        if (end_s := (v.ts_ns - T0_NS) / 1e9) > 0
+    ]
+    assert max(late) > 2.0
     kinds = {v.kind for v in vitals}
     assert {"hr_beat_bpm", "sdnn_ms", "ecg_sqi", "enmo_mg", "posture"} <= kinds
     assert "resp_rate_edr_bpm" not in kinds, "the band is present: no ECG-derived rate"
@@ -302,3 +315,101 @@ def test_a_fall_in_the_garments_motion_stream_becomes_a_critical_alert() -> None
     fall_s, told_s = falls[0]
     assert abs(fall_s - truth) <= 1.0
     assert told_s - truth <= 5.0, "reported within 5 s of the impact"
+
+
+def _rr_frames(
+    rr_ms: np.ndarray, *, first_beat_ns: int, per: int = 2, device: str = DEVICE
+) -> list[ClinicalFrame]:
+    steps = np.nan_to_num(rr_ms[1:], nan=800.0) * 1e6
+    beats_ns = first_beat_ns + np.concatenate(([0], np.cumsum(steps))).astype(np.int64)
+    frames = []
+    for i in range(0, len(rr_ms), per):
+        frame = Frame(
+            device, StreamKind.RR, int(beats_ns[i]), Timebase.ARRIVAL, rr_ms[i : i + per].copy(),
+            Unit.MILLISECOND, offsets_ns=(beats_ns[i : i + per] - beats_ns[i]).astype(np.int64),
+        )  # fmt: skip
+        frames.append(ClinicalFrame(SUBJECT, frame, CONSENT))
+    return frames
+
+
+def test_a_link_loss_of_a_strap_restarts_its_rr_stream_and_is_no_asystole() -> None:
+    rr = np.full(60, 800.0)
+    before = _rr_frames(rr, first_beat_ns=T0_NS)
+    after = _rr_frames(rr, first_beat_ns=T0_NS + 110 * 10**9)  # 62 s without notifications
+    tracks = Tracks()
+    vitals, alerts = _feed_all(tracks, before + after, batch=3)
+    assert tracks.restarts == 1
+    assert not [a for a in alerts if a.kind == "asystole"]
+    assert any(v.kind == "hr_bpm" and v.ts_ns > T0_NS + 110 * 10**9 for v in vitals)
+
+
+def test_rr_intervals_are_skipped_while_the_same_devices_ecg_is_processed(
+    wearer: tuple[GarmentSignals, dict[StreamKind, np.ndarray]],
+) -> None:
+    _, data = wearer
+    ecg = _clinical(_frames(StreamKind.ECG, data[StreamKind.ECG][: 250 * 40], 250.0))
+    rr = _rr_frames(np.full(60, 600.0), first_beat_ns=T0_NS)
+    frames = sorted(ecg + rr, key=lambda f: f.frame.time_ns)
+    tracks = Tracks()
+    vitals, _ = _feed_all(tracks, frames)
+    hr = [v.value for v in vitals if v.kind == "hr_bpm"]
+    assert hr
+    assert all(h < 90.0 for h in hr), "no heart rate from the strap's 600 ms intervals"
+    assert tracks.skipped >= len(rr) - 1
+
+
+def test_a_stream_no_processor_can_take_is_counted_and_the_others_go_on(
+    wearer: tuple[GarmentSignals, dict[StreamKind, np.ndarray]],
+) -> None:
+    _, data = wearer
+    bad = _clinical(_frames(StreamKind.ECG, data[StreamKind.ECG][:5000], 2000.0))  # > 1 kHz
+    good = _clinical(_frames(StreamKind.RESP, data[StreamKind.RESP][: 25 * 60], 25.0))
+    strap = "9a1d2c3b-4e5f-4a6b-8c7d-0e1f2a3b4c5d"
+    rr = _rr_frames(np.array([800.0, np.nan, 790.0]), first_beat_ns=T0_NS, per=1, device=strap)
+    tracks = Tracks()
+    vitals, _ = _feed_all(tracks, sorted(bad + good + rr, key=lambda f: f.frame.time_ns))
+    assert tracks.rejected >= 2  # the ECG rate, the NaN interval
+    assert tracks.failed == 0
+    assert any(v.kind == "breath_rate_bpm" for v in vitals)
+
+
+def test_findings_follow_the_frames_clock_when_the_sample_clock_runs_slow(
+    wearer: tuple[GarmentSignals, dict[StreamKind, np.ndarray]],
+) -> None:
+    _, data = wearer
+    stretch = 1.001  # the device's 250 Hz are 249.75 Hz of UTC: 0.12 s off after 2 min
+    frames = [
+        ClinicalFrame(
+            SUBJECT, replace(f, time_ns=T0_NS + round((f.time_ns - T0_NS) * stretch)), CONSENT
+        )
+        for f in _frames(StreamKind.ECG, data[StreamKind.ECG], 250.0)
+    ]
+    vitals, _ = _feed_all(Tracks(), frames)
+    hr = [v for v in vitals if v.kind == "hr_bpm"]
+    assert len(hr) >= 11
+    for v in hr:
+        stream_s = round((v.ts_ns - T0_NS) / 1e9 / stretch / 10) * 10  # its window end
+        assert abs(v.ts_ns - (T0_NS + stream_s * stretch * 1e9)) <= 5e6, "within 5 ms"
+
+
+def test_a_failing_processor_costs_its_own_stream_only(
+    wearer: tuple[GarmentSignals, dict[StreamKind, np.ndarray]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A processing bug is a fault no real input makes on purpose: the ECG step is
+    replaced by one that raises, the only fake in these tests."""
+    _, data = wearer
+    real_step = tracks_module.step
+
+    def broken(state: StreamState, chunk: np.ndarray) -> tuple[Findings, StreamState]:
+        if np.ndim(chunk) == 1 and getattr(state, "fs_hz", 0.0) == 250.0:
+            raise RuntimeError("a bug")
+        return real_step(state, chunk)
+
+    monkeypatch.setattr(tracks_module, "step", broken)
+    frames = _interleaved({k: v[: len(v) * 30 // 130] for k, v in data.items()})
+    tracks = Tracks()
+    vitals, _ = _feed_all(tracks, frames)
+    assert tracks.failed >= 1
+    kinds = {v.kind for v in vitals}
+    assert "hr_bpm" not in kinds
+    assert {"breath_rate_bpm", "enmo_mg"} <= kinds

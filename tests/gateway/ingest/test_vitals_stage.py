@@ -22,6 +22,7 @@ from devices.sim.signals.scenario import WearerScenario, build_wearer
 from gateway.backoff import BackoffPolicy
 from gateway.ingest import IngestPath
 from gateway.ingest.alerts import AlertPublisher
+from gateway.ingest.tracks import VitalRow
 from gateway.ingest.vitals import VitalsStage
 from gateway.router import ClinicalFrame, ResearchFrame
 from gateway.store.migrate import load_migrations, migrate
@@ -157,3 +158,24 @@ async def test_an_alert_is_stored_once_and_published_once(
     assert message.topic == f"{PREFIX}/alerts/{SUBJECT}/{kind}"
     assert abs((ts.timestamp() * 1e9 - T0_NS) / 1e9 - 25.0) <= 5.0, "onset near the flat line"
     assert uuid.UUID(body["id"]).version == 5
+
+
+async def test_findings_the_database_refuses_are_dropped_not_retried(
+    ingest_db: IngestDb,
+) -> None:
+    db = ingest_db
+    owner = SUBJECT if db.path is IngestPath.CLINICAL else pseudonym()
+    stage = VitalsStage(db.path, dsn=db.ingest_dsn, policy=POLICY)
+    bad = [VitalRow(owner, T0_NS, "hr_bpm", 60.0, 0.0, 100)]  # window_s must be > 0
+    far = [  # days months apart in one batch (research shifts differ per wearer)
+        VitalRow(owner, T0_NS + days * DAY_NS, "hr_bpm", 61.0, 10.0, 100) for days in (0, 90, 180)
+    ]
+    try:
+        assert await asyncio.wait_for(stage._store(bad, []), 30) == []
+        assert stage.counters.dropped == 1
+        await asyncio.wait_for(stage._store(far, []), 30)
+    finally:
+        await stage._db.close()
+    assert stage.counters.vitals == 3
+    rows = await _fetch(db.admin_dsn, f"SELECT count(*) FROM {db.schema}.vitals")
+    assert rows[0][0] == 3
