@@ -121,6 +121,8 @@ class PathIngester:
         self._rng = rng or random.Random()  # jitter only
         self._policy = BackoffPolicy(initial_s=ingest.retry_initial_s, max_s=ingest.retry_max_s)
         self._db = LazyConnection(dsn, name=f"ingest[{self.path}]")
+        self._refused: set[bytes] = set()
+        """Digests of the batch's messages the database refused (now dead letters)."""
 
     @property
     def client_id(self) -> str:
@@ -213,7 +215,9 @@ class PathIngester:
                 with contextlib.suppress(TransportError):  # gone: redelivered, deduplicated
                     conn.ack(batch.acks)
             if self._vitals is not None:  # waits while the vitals stage is behind
-                await self._vitals.offer([entry.item for entry in batch.entries])
+                refused, self._refused = self._refused, set()
+                stored = [e.item for e in batch.entries if e.digest not in refused]
+                await self._vitals.offer(stored)
 
     def _classify(self, batch: Sequence[Delivery], *, ack: bool) -> _Batch:
         now_ns = self._clock()
@@ -283,6 +287,7 @@ class PathIngester:
             await self._write(entries[middle:])
             return
         item, raw, digest = entries[0].item, entries[0].payload, entries[0].digest
+        self._refused.add(digest)  # not stored: no vitals from it either
         reason = f"db_{exc.sqlstate}"
         if isinstance(item, DeadLetter):  # even the dead letter was refused: keep less
             dead = DeadLetter(item.topic_class, reason, None, item.digest)

@@ -100,6 +100,10 @@ VITALS_METRICS: Final = {
     "restarts": FieldMetric.counter(
         "biogw_vitals_track_restarts_total", "Streams restarted after a gap."
     ),
+    "held": FieldMetric.counter(
+        "biogw_alerts_held_total",
+        "Alerts stored but not published: the same subject and kind was announced lately.",
+    ),
     "db_failures": FieldMetric.counter(
         "biogw_vitals_db_failures_total", "Vitals writes that failed and were retried."
     ),

@@ -14,8 +14,9 @@ and returns the rows to store.
 * Samples are handed to the processors in chunks of at least ``min_chunk_s`` (1 s):
   frames of 0.1-0.5 s each would otherwise pay the processors' per-call cost many times
   over (measured: 4 streams of a wearer at 333x real time fed frame by frame). Findings
-  come up to that much later; a stream's last partial chunk is processed when the track
-  restarts or is forgotten.
+  come up to that much later; a stream that goes quiet has its held-back samples
+  processed after twice that long without a frame (``feed`` with no frames flushes them:
+  the vitals stage calls it every second while idle).
 * Times: each chunk re-anchors the stream timeline on its first frame's time, so a
   device whose sample clock runs off its nominal rate does not drift away from UTC over a
   long stream (the findings of one chunk are placed by that chunk's anchor).
@@ -164,10 +165,20 @@ class Tracks:
             key = work.key
             found = self._guarded(key, partial(self._run, work, now_ns))
             self._rows(key[0], found, now_ns, vitals, alerts)
-        for key, track in self._stale(now_ns):
+        for key, track in self._stale(now_ns) + self._quiet(now_ns):
             found = self._guarded(key, partial(self._flush, key, track))
             self._rows(key[0], found, now_ns, vitals, alerts)
         return vitals, alerts
+
+    def _quiet(self, now_ns: int) -> list[tuple[TrackKey, _Track]]:
+        """Tracks holding samples back that got no frame for twice the chunk length (or
+        1 s): their samples are processed now rather than when the stream resumes."""
+        quiet_ns = max(2 * self._min_chunk_s, 1.0) * 1e9
+        return [
+            (key, track)
+            for key, track in self._tracks.items()
+            if track.pending and now_ns - track.seen_ns > quiet_ns
+        ]
 
     def _rows(
         self,

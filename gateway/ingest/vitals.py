@@ -7,7 +7,10 @@ transaction: vitals into ``{schema}.vitals`` (both paths; ``ON CONFLICT DO NOTHI
 the table's key, so a redelivered batch adds nothing), and, on the clinical path, events
 into ``clinical.alerts`` keyed by (subject, kind, onset). Alerts stored now (not
 already stored) of severity warning or critical go to ``on_alert`` (the MQTT alert
-publisher) after the commit. The research path stores vitals only: the research database
+publisher) after the commit, except one of the same subject and kind as one published in
+the last ``realert_s`` (5 min) that is not more severe: a stream that restarts (link
+loss, ingester restart) finds an ongoing condition again, which is stored, not
+re-announced. The research path stores vitals only: the research database
 has no alerts, and no one there is to be alerted.
 
 Overflow: ``offer`` waits while ``queue_batches`` batches are queued, which holds the
@@ -30,6 +33,7 @@ Must not: log values, topics or subject ids; block the event loop with processin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -62,7 +66,8 @@ from the same frames (a redelivered batch) is the same row. A condition still pr
 after a restart of the stream (ingester restart, link loss) is found again with a new
 onset: a new alert."""
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_PUBLISHED: Final = frozenset({"warning", "critical"})
+_RANK: Final = {"warning": 1, "critical": 2}
+"""The severities published, by rank."""
 _PERMANENT: Final = frozenset({"22", "23", "42"})
 """SQLSTATE classes that retrying cannot fix: data, integrity, syntax or privilege."""
 
@@ -97,6 +102,8 @@ class VitalsCounters:
     """Processor failures (bugs); the stream starts afresh."""
     dropped: int = 0
     """Findings the database refused (not retried)."""
+    held: int = 0
+    """Alerts stored but not published: the same subject and kind was announced lately."""
     restarts: int = 0
     db_failures: int = 0
     tracks: int = 0
@@ -122,6 +129,8 @@ class VitalsStage:
         policy: BackoffPolicy,
         on_alert: Callable[[Sequence[StoredAlert]], None] | None = None,
         queue_batches: int = 16,
+        tick_s: float = 1.0,
+        realert_s: float = 300.0,
         clock: Callable[[], int] = time.time_ns,
         rng: random.Random | None = None,
     ) -> None:
@@ -130,6 +139,10 @@ class VitalsStage:
         self._policy = policy
         self._on_alert = on_alert
         self._queue: asyncio.Queue[list[StoredFrame]] = asyncio.Queue(maxsize=queue_batches)
+        self._tick_s = tick_s
+        self._realert = timedelta(seconds=realert_s)
+        self._published: dict[tuple[uuid.UUID, str], tuple[datetime, int]] = {}
+        """(subject, kind) → onset and severity rank of the last alert published."""
         self._clock = clock
         self._rng = rng or random.Random()  # jitter only
         self._tracks = Tracks()
@@ -158,11 +171,16 @@ class VitalsStage:
         await self._queue.join()
 
     async def run(self) -> None:
-        """Process and store until cancelled."""
+        """Process and store until cancelled. While no frames come, the streams that went
+        quiet are still flushed every ``tick_s`` (a wearer whose garment fell silent right
+        after a fall still has that fall's last second processed)."""
         try:
             while True:
-                frames = await self._queue.get()
-                taken = 1
+                taken = 0
+                frames: list[StoredFrame] = []
+                with contextlib.suppress(TimeoutError):
+                    frames = await asyncio.wait_for(self._queue.get(), self._tick_s)
+                    taken = 1
                 while not self._queue.empty():  # catch up in one go
                     frames.extend(self._queue.get_nowait())
                     taken += 1
@@ -215,7 +233,30 @@ class VitalsStage:
                 continue
             self.counters.vitals += stored
             self.counters.alerts += len(new_alerts)
-            return [a for a in new_alerts if a.severity in _PUBLISHED]
+            return self._to_publish(new_alerts)
+
+    def _to_publish(self, alerts: list[StoredAlert]) -> list[StoredAlert]:
+        """The warning and critical alerts to publish: not one of the same subject and kind
+        within ``realert_s`` of the last one published unless it is more severe (a stream
+        that restarts finds an ongoing condition again: stored, not re-announced)."""
+        out: list[StoredAlert] = []
+        for alert in sorted(alerts, key=lambda a: a.ts):
+            rank = _RANK.get(alert.severity)
+            if rank is None:
+                continue
+            key = (alert.subject_id, alert.kind)
+            last = self._published.get(key)
+            if last is not None and alert.ts - last[0] < self._realert and rank <= last[1]:
+                self.counters.held += 1
+                continue
+            self._published[key] = (alert.ts, rank)
+            out.append(alert)
+        if len(self._published) > 10_000:  # keep it bounded: only recent ones matter
+            newest = max(ts for ts, _ in self._published.values())
+            self._published = {
+                k: v for k, v in self._published.items() if newest - v[0] < self._realert
+            }
+        return out
 
     async def _transaction(
         self, conn: psycopg.AsyncConnection[Any], vitals: list[VitalRow], alerts: list[AlertRow]

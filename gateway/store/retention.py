@@ -7,7 +7,9 @@ on one signal schema (``clinical`` in the care database, ``pseudo`` in the resea
   no dead tuples); a stream with a shorter period has its rows older than that period
   deleted from the younger partitions (``DELETE ... WHERE stream = ... AND ts < ...``,
   pruned to the partitions concerned). Streams not named follow ``default``.
-* vitals: partitions older than the ``vitals`` period (or ``default``) are dropped.
+* vitals: partitions older than the ``vitals`` period (or ``default``) are dropped; in
+  the care database the alerts (``clinical.alerts``, not partitioned: few rows) older
+  than the same period are deleted.
 
 Under TimescaleDB (the tables are hypertables) chunks are dropped instead of partitions,
 with the same cutoffs.
@@ -115,6 +117,8 @@ async def apply_retention(
                 conn, schema, table, sql.SQL("stream <> ALL(%s)"), (named, cut.others)
             )
     dropped += await drop(conn, schema, "vitals", cut.vitals)
+    if schema == "clinical":
+        deleted["alerts"] = await _delete(conn, schema, "alerts", sql.SQL("TRUE"), (cut.vitals,))
     if dropped or any(deleted.values()):
         logger.info(
             "retention %s: %d partitions dropped, %d rows deleted",
@@ -130,7 +134,7 @@ async def _delete(
     schema: SignalSchema,
     table: str,
     which: sql.Composable,
-    params: tuple[object, datetime],
+    params: tuple[object, datetime] | tuple[datetime],
 ) -> int:
     query = sql.SQL("DELETE FROM {} WHERE {} AND ts < %s").format(
         sql.Identifier(schema, table), which

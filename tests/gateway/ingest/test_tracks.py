@@ -413,3 +413,18 @@ def test_a_failing_processor_costs_its_own_stream_only(
     kinds = {v.kind for v in vitals}
     assert "hr_bpm" not in kinds
     assert {"breath_rate_bpm", "enmo_mg"} <= kinds
+
+
+def test_a_stream_that_goes_quiet_has_its_last_samples_processed(
+    wearer: tuple[GarmentSignals, dict[StreamKind, np.ndarray]],
+) -> None:
+    _, data = wearer
+    frames = _clinical(_frames(StreamKind.ECG, data[StreamKind.ECG][: 250 * 20], 250.0))
+    tracks = Tracks(min_chunk_s=30.0)  # nothing reaches the processor while frames come
+    early, _ = tracks.feed(frames, now_ns=T0_NS)
+    still, _ = tracks.feed([], now_ns=T0_NS + 59 * 10**9)
+    late, _ = tracks.feed([], now_ns=T0_NS + 61 * 10**9)  # quiet for 2 x 30 s
+    assert not early
+    assert not still
+    assert any(v.kind == "hr_bpm" for v in late)
+    assert len(tracks) == 1, "quiet, not forgotten"

@@ -11,6 +11,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import psycopg
@@ -23,7 +24,7 @@ from gateway.backoff import BackoffPolicy
 from gateway.ingest import IngestPath
 from gateway.ingest.alerts import AlertPublisher
 from gateway.ingest.tracks import VitalRow
-from gateway.ingest.vitals import VitalsStage
+from gateway.ingest.vitals import StoredAlert, VitalsStage, alert_id
 from gateway.router import ClinicalFrame, ResearchFrame
 from gateway.store.migrate import load_migrations, migrate
 from tests.brokers import MosquittoBroker, subscribed
@@ -179,3 +180,22 @@ async def test_findings_the_database_refuses_are_dropped_not_retried(
     assert stage.counters.vitals == 3
     rows = await _fetch(db.admin_dsn, f"SELECT count(*) FROM {db.schema}.vitals")
     assert rows[0][0] == 3
+
+
+def test_an_ongoing_condition_found_again_is_stored_but_not_announced_again() -> None:
+    stage = VitalsStage(IngestPath.CLINICAL, dsn="", policy=POLICY, realert_s=300)
+    t0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+
+    def alert(minutes: float, kind: str, severity: str) -> StoredAlert:
+        ts = t0 + timedelta(minutes=minutes)
+        return StoredAlert(alert_id(SUBJECT, kind, ts), SUBJECT, ts, kind, severity, None, {})
+
+    first = stage._to_publish([alert(0, "tachycardia", "warning"), alert(0, "fever", "info")])
+    assert [a.kind for a in first] == ["tachycardia"]  # info is never published
+    again = stage._to_publish([alert(2, "tachycardia", "warning"), alert(3, "apnoea", "critical")])
+    assert [a.kind for a in again] == ["apnoea"]  # the restart's tachycardia is held
+    worse = stage._to_publish([alert(4, "tachycardia", "critical")])
+    assert [a.severity for a in worse] == ["critical"]  # more severe: announced
+    later = stage._to_publish([alert(10, "tachycardia", "critical")])
+    assert len(later) == 1  # past the hold-off
+    assert stage.counters.held == 1

@@ -26,7 +26,7 @@ def _ns(at: datetime) -> int:
 
 async def _fill(conn: Conn, schema: SignalSchema) -> None:
     """One ecg, one temp frame and one ecg gap per day for the last DAYS_BACK days, and a
-    vital per day."""
+    vital (and, in the care database, an alert) per day."""
     await ensure_partitions(
         conn, schema, ("frames", "gaps", "vitals"), NOW - timedelta(days=DAYS_BACK), NOW
     )
@@ -53,6 +53,12 @@ async def _fill(conn: Conn, schema: SignalSchema) -> None:
             " VALUES (%s, %s, 'hr', 60, 10)",
             (*vital_key, at),
         )
+        if schema == "clinical":
+            await conn.execute(
+                "INSERT INTO clinical.alerts (subject_id, ts, kind, severity)"
+                " VALUES (%s, %s, 'apnoea', 'critical')",
+                (*vital_key, at),
+            )
 
 
 async def _ages(conn: Conn, schema: SignalSchema, table: str, stream: str | None) -> list[int]:
@@ -91,6 +97,9 @@ async def test_retention_drops_old_partitions_and_trims_short_lived_streams(
         vitals = await _ages(conn, schema, "vitals", None)
         assert vitals[:2] == [0, 1]
         assert max(vitals) <= 2
+        if schema == "clinical":  # alerts follow the vitals' period, row by row
+            assert await _ages(conn, schema, "alerts", None) == [0, 1]
+            assert report.deleted["alerts"] == DAYS_BACK - 2
 
         again = await apply_retention(conn, schema, periods, now=NOW)
         assert again.dropped == ()
