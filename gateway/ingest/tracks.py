@@ -28,6 +28,9 @@ and returns the rows to store.
 * A processor that refuses its input (``ValueError``: a rate it cannot take, non-finite
   samples) or fails (a bug) loses that stream's state, which starts afresh with the next
   frame; it is counted (``rejected``, ``failed``) and never stops the other streams.
+* ECG and RR frames the device flags lead-off or no-contact are not processed (their
+  samples are not the heart's); the first of such an episode is a ``lead_off`` alert
+  (``detail.source = "device"``), and the hole they leave restarts the stream.
 * Events of severity ``info`` (posture changes) are not returned as alerts: the posture
   vital records them, and the alerts are for the care team.
 * Tracks without data for ``idle_s`` are forgotten (bounded memory).
@@ -50,7 +53,7 @@ from uuid import UUID
 
 import numpy as np
 
-from devices.frame import Frame, StreamKind
+from devices.frame import Frame, Quality, StreamKind
 from gateway.router import ClinicalFrame, ResearchFrame
 from processing.findings import Event, Findings, Severity, VitalKind
 from processing.streams import Signal, StreamState, initial_state, rr_intervals_step, step
@@ -72,6 +75,8 @@ _BAND_FRESH_NS: Final = 60 * 1_000_000_000
 """A band delivering within this long suppresses ECG-derived respiration."""
 _ECG_FRESH_NS: Final = 10 * 1_000_000_000
 """The same device's ECG processed within this long suppresses its RR intervals."""
+_CONTACT_STREAMS: Final = frozenset({StreamKind.ECG, StreamKind.RR})
+_OFF: Final = Quality.LEAD_OFF | Quality.NO_CONTACT
 _RR_GAP_NS: Final = 2_000_000_000
 """RR frames carry arrival times, late by up to about a second: a longer hole is a gap."""
 
@@ -134,6 +139,8 @@ class Tracks:
         self._min_chunk_s = min_chunk_s
         self._band_ns: dict[Owner, int] = {}
         self._ecg_ns: dict[tuple[Owner, str | None], int] = {}
+        self._off: set[TrackKey] = set()
+        """Streams whose device reports its leads off (or no skin contact) right now."""
         self._idle_ns = int(idle_s * 1e9)
         self.skipped = 0
         """Frames not processed: redelivered, or of a shape no processor takes."""
@@ -163,12 +170,35 @@ class Tracks:
                 self._ecg_ns[(owner, device)] = now_ns
         for work in works:
             key = work.key
+            alerts.extend(self._device_lead_off(work))
             found = self._guarded(key, partial(self._run, work, now_ns))
             self._rows(key[0], found, now_ns, vitals, alerts)
         for key, track in self._stale(now_ns) + self._quiet(now_ns):
             found = self._guarded(key, partial(self._flush, key, track))
             self._rows(key[0], found, now_ns, vitals, alerts)
         return vitals, alerts
+
+    def _device_lead_off(self, work: _Work) -> list[AlertRow]:
+        """Take out the ECG and RR frames the device flags lead-off or no-contact (their
+        samples are not the heart's); the first of an episode is a ``lead_off`` alert.
+        The hole they leave restarts the stream, so it never reads as an asystole."""
+        key = work.key
+        if key[2] not in _CONTACT_STREAMS:
+            return []
+        kept: list[Frame | ResearchFrame] = []
+        out: list[AlertRow] = []
+        for frame in work.frames:
+            if not frame.quality & _OFF:
+                self._off.discard(key)
+                kept.append(frame)
+                continue
+            self.skipped += 1
+            if key not in self._off:
+                self._off.add(key)
+                detail: dict[str, float | str] = {"source": "device"}
+                out.append(AlertRow(key[0], frame.time_ns, "lead_off", "warning", None, detail))
+        work.frames = kept
+        return out
 
     def _quiet(self, now_ns: int) -> list[tuple[TrackKey, _Track]]:
         """Tracks holding samples back that got no frame for twice the chunk length (or

@@ -428,3 +428,21 @@ def test_a_stream_that_goes_quiet_has_its_last_samples_processed(
     assert not still
     assert any(v.kind == "hr_bpm" for v in late)
     assert len(tracks) == 1, "quiet, not forgotten"
+
+
+def test_frames_the_device_flags_lead_off_raise_one_alert_and_no_asystole(
+    wearer: tuple[GarmentSignals, dict[StreamKind, np.ndarray]],
+) -> None:
+    _, data = wearer
+    frames = []
+    for f in _frames(StreamKind.ECG, data[StreamKind.ECG][: 250 * 60], 250.0):
+        at_s = (f.time_ns - T0_NS) / 1e9
+        if 20 <= at_s < 32:  # the garment says the leads are off and sends zeros
+            f = replace(f, samples=np.zeros_like(f.samples), quality=Quality.LEAD_OFF)
+        frames.append(ClinicalFrame(SUBJECT, f, CONSENT))
+    tracks = Tracks()
+    vitals, alerts = _feed_all(tracks, frames, batch=5)
+    assert [(a.kind, a.detail) for a in alerts] == [("lead_off", {"source": "device"})]
+    assert alerts[0].ts_ns == T0_NS + 20 * 10**9
+    assert tracks.restarts == 1
+    assert any(v.kind == "hr_bpm" and v.ts_ns > T0_NS + 40 * 10**9 for v in vitals)
