@@ -146,7 +146,10 @@ def _ecg_step(state: _Ecg, chunk: npt.ArrayLike) -> tuple[Findings, _Ecg]:
         found, state = _ecg_second(state, x[start:stop])
         parts.append(found)
         start = stop
-    return Findings.merge(parts), state
+    merged = Findings.merge(parts)  # per second: a window's SQI can precede earlier beats
+    vitals = tuple(sorted(merged.vitals, key=lambda v: v.t_s))
+    events = tuple(sorted(merged.events, key=lambda e: e.t_s))
+    return Findings(vitals, events), state
 
 
 def _ecg_second(state: _Ecg, x: npt.NDArray[np.float64]) -> tuple[Findings, _Ecg]:

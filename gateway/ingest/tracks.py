@@ -24,7 +24,10 @@ and returns the rows to store.
   intervals are fed with the time of its last beat; a frame whose first interval starts
   more than 2 s after the last beat fed is a gap (a link loss, not an asystole) and
   restarts the track. While the same device's ECG is being processed its RR intervals
-  are skipped (a Polar H10 sends both: one heart series, not two).
+  are skipped (a Polar H10 sends both: one heart series, not two). A strap notifies its
+  heart rate even when no beat comes (no RR interval then): such a notification more
+  than 2 s after the last beat moves the RR stream's clock on, so an asystole is raised
+  while it lasts (a link loss sends nothing, and is no asystole).
 * A processor that refuses its input (``ValueError``: a rate it cannot take, non-finite
   samples) or fails (a bug) loses that stream's state, which starts afresh with the next
   frame; it is counted (``rejected``, ``failed``) and never stops the other streams.
@@ -123,6 +126,8 @@ class _Track:
     """Time of the first pending sample (the next chunk's anchor)."""
     fed: int = 0
     """Samples handed to the processor so far."""
+    heard_ns: int = 0
+    """RR streams: the last heart-rate-only notification that moved the clock on."""
 
 
 @dataclass(slots=True)
@@ -168,11 +173,18 @@ class Tracks:
                 self._band_ns[owner] = now_ns
             elif stream is StreamKind.ECG:
                 self._ecg_ns[(owner, device)] = now_ns
+        heart_only = [w for w in works if w.key[2] is StreamKind.HR]
         for work in works:
             key = work.key
+            if key[2] is StreamKind.HR:
+                continue
             alerts.extend(self._device_lead_off(work))
             found = self._guarded(key, partial(self._run, work, now_ns))
             self._rows(key[0], found, now_ns, vitals, alerts)
+        for work in heart_only:  # after the batch's RR frames
+            owner, device, _ = key = (work.key[0], work.key[1], StreamKind.RR)
+            found = self._guarded(key, partial(self._pause, key, work.frames, now_ns))
+            self._rows(owner, found, now_ns, vitals, alerts)
         for key, track in self._stale(now_ns) + self._quiet(now_ns):
             found = self._guarded(key, partial(self._flush, key, track))
             self._rows(key[0], found, now_ns, vitals, alerts)
@@ -198,6 +210,28 @@ class Tracks:
                 detail: dict[str, float | str] = {"source": "device"}
                 out.append(AlertRow(key[0], frame.time_ns, "lead_off", "warning", None, detail))
         work.frames = kept
+        return out
+
+    def _pause(
+        self, key: TrackKey, notifications: Sequence[Frame | ResearchFrame], now_ns: int
+    ) -> list[tuple[int, Findings]]:
+        """A strap keeps notifying its heart rate when no beat comes (an asystole sends no
+        RR interval): a notification more than 2 s after the last beat fed moves the RR
+        stream's clock on, so the pause is measured while it lasts. Notifications that
+        carry RR intervals end exactly at their last beat and change nothing."""
+        track = self._tracks.get(key)
+        if track is None:
+            return []
+        out: list[tuple[int, Findings]] = []
+        for frame in notifications:
+            if frame.time_ns <= max(track.next_ns + _RR_GAP_NS, track.heard_ns):
+                continue
+            if frame.quality & _OFF:
+                continue  # no skin contact: no reading at all, not a pause
+            end_s = (frame.time_ns - track.origin_ns) / 1e9
+            found, track.state = rr_intervals_step(track.state, np.empty(0), end_s=end_s)
+            track.heard_ns, track.seen_ns = frame.time_ns, now_ns
+            out.append((track.origin_ns, found))
         return out
 
     def _quiet(self, now_ns: int) -> list[tuple[TrackKey, _Track]]:
@@ -350,7 +384,7 @@ def _group(frames: Iterable[ClinicalFrame | ResearchFrame]) -> list[_Work]:
         else:
             frame = item
             key = (item.pseudonym, None, item.stream)
-        if frame.stream not in _SIGNALS:
+        if frame.stream not in _SIGNALS and frame.stream is not StreamKind.HR:
             continue
         works.setdefault(key, _Work(key, [])).frames.append(frame)
     for work in works.values():

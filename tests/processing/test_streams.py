@@ -63,3 +63,11 @@ def test_rr_streams_take_intervals_not_samples() -> None:
     assert any(v.value == pytest.approx(75.0) for v in found.vitals)
     with pytest.raises(ValueError, match="positive sample rate"):
         initial_state(Signal.ECG)
+
+
+def test_the_findings_of_one_long_step_are_in_time_order() -> None:
+    x = np.asarray(build_wearer(WearerScenario(seed=9)).ecg.read(120 * 250))
+    found, _ = step(initial_state(Signal.ECG, fs_hz=FS), x)
+    times = [v.t_s for v in found.vitals]
+    assert len(times) > 100
+    assert times == sorted(times)

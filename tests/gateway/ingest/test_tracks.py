@@ -446,3 +446,31 @@ def test_frames_the_device_flags_lead_off_raise_one_alert_and_no_asystole(
     assert alerts[0].ts_ns == T0_NS + 20 * 10**9
     assert tracks.restarts == 1
     assert any(v.kind == "hr_bpm" and v.ts_ns > T0_NS + 40 * 10**9 for v in vitals)
+
+
+def test_a_strap_notifying_without_beats_is_an_asystole_while_it_lasts() -> None:
+    strap = "9a1d2c3b-4e5f-4a6b-8c7d-0e1f2a3b4c5d"
+    before = _rr_frames(np.full(40, 800.0), first_beat_ns=T0_NS, device=strap)
+    last_beat_ns = T0_NS + 39 * 800 * 10**6
+    silent = [  # heart rate notifications, once a second, no RR interval: no beat
+        ClinicalFrame(
+            SUBJECT,
+            Frame(
+                strap,
+                StreamKind.HR,
+                last_beat_ns + k * 10**9,
+                Timebase.ARRIVAL,
+                np.array([0.0]),
+                Unit.BPM,
+                offsets_ns=np.zeros(1, dtype=np.int64),
+            ),
+            CONSENT,
+        )
+        for k in range(1, 9)
+    ]
+    tracks = Tracks()
+    _, alerts = _feed_all(tracks, before + silent, batch=2)
+    asystoles = [a for a in alerts if a.kind == "asystole"]
+    assert len(asystoles) == 1
+    assert abs(asystoles[0].ts_ns - last_beat_ns) <= 10**9
+    assert tracks.restarts == 0
