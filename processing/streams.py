@@ -158,7 +158,9 @@ def _ecg_second(state: _Ecg, x: npt.NDArray[np.float64]) -> tuple[Findings, _Ecg
     peaks, peak_state = r_peak_step(state.peaks, x)
     beats_s = peaks.indices / fs
     now_s = peaks.decided_until / fs
-    h_found, heart = heart_step(state.heart, beats_s, now_s=now_s, signal_ok=quality.leads_ok)
+    h_found, heart = heart_step(
+        state.heart, beats_s, now_s=now_s, signal_ok=quality.leads_ok, rhythm_ok=quality.usable
+    )
     e_found, edr = edr_step(state.edr, beats_s, peaks.amplitudes, now_s=now_s)
     found = Findings.merge((q_found, h_found, e_found))
     return found, _Ecg(fs, quality, peak_state, heart, edr)

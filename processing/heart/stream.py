@@ -10,11 +10,18 @@ beats in any grouping gives the same findings.
 Defaults (documented choices, not a standard):
 
 * tachycardia: median-of-5 RR rate above 120 bpm, the run ends below 110 bpm; reported once
-  per run when it has lasted 10 s, at its onset (the beat where the rate first crossed);
-  critical above 180 bpm, else warning.
-* bradycardia: rate below 40 bpm, ends above 45 bpm, same 10 s rule; critical below 30 bpm.
+  per run when it has lasted 10 s and the rate is still above 120 bpm, at its onset (the beat
+  where the rate first crossed); critical above 180 bpm, else warning. A warned run that then
+  stays above 180 bpm for 10 s is reported once more, critical, at the time it crossed 180.
+* bradycardia: rate below 40 bpm, ends above 45 bpm, same 10 s and escalation rules;
+  critical below 30 bpm.
+* runs need a trustworthy rhythm: a step fed with ``rhythm_ok=False`` (ECG too noisy for beat
+  timing) ends the runs and forgets the raw rate, so 10 s of clean rhythm are needed again.
+  Its beats still feed HR and HRV, with their quality scaled down by the noisy share.
 * asystole: no beat for 4 s while the signal is usable, critical, at the last beat (or the
-  time the signal became usable); once per pause.
+  time the signal became usable, or the stream's start); once per pause. The ECG stream
+  starts at 0 s; an RR stream at the start of its first notification's intervals (its
+  ``end_s`` if it has none).
 * the alarms use the raw RR (a median of five absorbs an isolated missed or extra beat and
   reacts within three beats); the HR and HRV vitals use the corrected NN series.
 * an interval over 3 s (under 20 bpm) is a pause: it feeds the alarms but not the NN series
@@ -64,6 +71,8 @@ _CORRECTED_QUALITY = 50
 class _Run:
     start_s: float
     alerted: bool
+    severe_since_s: float | None = None
+    escalated: bool = False
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -85,6 +94,7 @@ class HeartState:
     nn_span_ms: FloatArray
     last_decided_end_s: float
     next_close_s: tuple[float, ...]
+    noisy_spans: tuple[tuple[float, float], ...] = ()
 
     @classmethod
     def initial(cls) -> HeartState:
@@ -130,6 +140,8 @@ def _take_decided(step: _Step, decided: CorrectedRR) -> None:
         decided.end_s.tolist(), decided.rr_ms.tolist(), decided.labels.tolist(), strict=True
     ):
         quality = 100 if label == Artefact.NORMAL else _CORRECTED_QUALITY
+        if _noisy_share(step.s, end - rr / 1000.0, end) > 0.0:
+            quality = 0
         step.vitals.append(Vital(end, VitalKind.HR_BEAT, 60000.0 / rr, rr / 1000.0, quality))
     s = step.s
     step.replace(
@@ -154,7 +166,8 @@ def _window_vitals(step: _Step, length_s: float, end_s: float) -> None:
     if rr.size == 0:
         return
     coverage = float(np.sum(rr)) / 1000.0 / length_s
-    quality = round(100.0 * float(np.mean(s.nn_labels[sel] == Artefact.NORMAL)))
+    clean = 1.0 - _noisy_share(s, end_s - length_s, end_s)
+    quality = round(100.0 * clean * float(np.mean(s.nn_labels[sel] == Artefact.NORMAL)))
     if length_s == HR_WINDOW_S:
         if coverage >= _MIN_HR_COVERAGE and rr.size >= 2:
             rate = mean_hr_bpm(s.nn_span_ms[sel])
@@ -176,9 +189,31 @@ def _window_vitals(step: _Step, length_s: float, end_s: float) -> None:
             step.vitals.append(Vital(end_s, VitalKind.LF_HF, ratio, length_s, quality))
 
 
+def _noisy_share(s: HeartState, start_s: float, end_s: float) -> float:
+    """Share of ``[start_s, end_s)`` fed with ``rhythm_ok=False``."""
+    if end_s <= start_s or not s.noisy_spans:
+        return 0.0
+    covered = sum(max(0.0, min(b, end_s) - max(a, start_s)) for a, b in s.noisy_spans)
+    return min(1.0, covered / (end_s - start_s))
+
+
+def _mark_noisy(step: _Step, start_s: float, end_s: float) -> None:
+    spans = step.s.noisy_spans
+    if end_s <= start_s:
+        return
+    if spans and start_s <= spans[-1][1]:
+        spans = (*spans[:-1], (spans[-1][0], max(spans[-1][1], end_s)))
+    else:
+        spans = (*spans, (start_s, end_s))
+    step.replace(noisy_spans=spans)
+
+
 def _trim(step: _Step) -> None:
     s = step.s
     oldest = min(n - w for n, w in zip(s.next_close_s, _WINDOWS_S, strict=True))
+    if s.noisy_spans and s.noisy_spans[0][1] < oldest:
+        step.replace(noisy_spans=tuple(sp for sp in s.noisy_spans if sp[1] >= oldest))
+        s = step.s
     if s.nn_end_s.size and s.nn_end_s[0] < oldest:
         keep = s.nn_end_s >= oldest
         step.replace(
@@ -249,24 +284,33 @@ def _run(
     )
     inside = (rate > on) if tachy else (rate < on)
     leaving = (rate < off) if tachy else (rate > off)
+    severe = (rate > critical) if tachy else (rate < critical)
     if run is None:
-        return _Run(t, False) if inside else None
+        return _Run(t, False, t if severe else None) if inside else None
     if leaving:
         return None
-    if not run.alerted and t - run.start_s >= RUN_MIN_S:
-        severe = rate > critical if tachy else rate < critical
+    since = (t if run.severe_since_s is None else run.severe_since_s) if severe else None
+    run = dataclasses.replace(run, severe_since_s=since)
+    if not run.alerted:
+        if t - run.start_s < RUN_MIN_S or not inside:
+            return run
         detail: dict[str, float | str] = {"rate_bpm": round(rate, 1), "threshold_bpm": on}
         sev = Severity.CRITICAL if severe else Severity.WARNING
         step.events.append(Event(run.start_s, kind, sev, detail=detail))
-        return _Run(run.start_s, True)
+        return dataclasses.replace(run, alerted=True, escalated=severe)
+    if not run.escalated and since is not None and t - since >= RUN_MIN_S:
+        detail = {"rate_bpm": round(rate, 1), "threshold_bpm": critical}
+        step.events.append(Event(since, kind, Severity.CRITICAL, detail=detail))
+        return dataclasses.replace(run, escalated=True)
     return run
 
 
-def _add_interval(step: _Step, end_s: float, rr_ms: float) -> None:
-    """One raw interval: rhythm runs on the raw RR, then the corrector."""
+def _add_interval(step: _Step, end_s: float, rr_ms: float, rhythm_ok: bool) -> None:
+    """One raw interval: rhythm runs on the raw RR (only while the rhythm is trusted), then
+    the corrector."""
     s = step.s
-    raw = (*s.raw_rr_ms, rr_ms)[-_RATE_BEATS:]
-    tachy, brady = s.tachy, s.brady
+    raw = (*s.raw_rr_ms, rr_ms)[-_RATE_BEATS:] if rhythm_ok else ()
+    tachy, brady = (s.tachy, s.brady) if rhythm_ok else (None, None)
     if len(raw) >= 3:
         rate = 60000.0 / float(np.median(raw))
         tachy = _run(step, tachy, rate, end_s, EventKind.TACHYCARDIA, tachy=True)
@@ -279,10 +323,10 @@ def _add_interval(step: _Step, end_s: float, rr_ms: float) -> None:
     _take_decided(step, decided)
 
 
-def _add_beat(step: _Step, beat_s: float, rr_ms: float | None) -> None:
+def _add_beat(step: _Step, beat_s: float, rr_ms: float | None, rhythm_ok: bool = True) -> None:
     _advance(step, beat_s)
     if rr_ms is not None:
-        _add_interval(step, beat_s, rr_ms)
+        _add_interval(step, beat_s, rr_ms, rhythm_ok)
     step.replace(last_beat_s=beat_s, pause_alarmed=False)
 
 
@@ -302,22 +346,35 @@ def _signal_lost(step: _Step, now_s: float) -> None:
 
 
 def heart_step(
-    state: HeartState, beats_s: npt.ArrayLike, *, now_s: float, signal_ok: bool = True
+    state: HeartState,
+    beats_s: npt.ArrayLike,
+    *,
+    now_s: float,
+    signal_ok: bool = True,
+    rhythm_ok: bool = True,
 ) -> tuple[Findings, HeartState]:
-    """Feed R-peak times (s, increasing) decided since the last step; ``now_s`` is the time
-    up to which the beat list is final. With ``signal_ok=False`` the step's beats are dropped,
-    no HR, tachy/brady or asystole is reported and the pause clock restarts."""
+    """Feed R-peak times (s, increasing, on the stream's timeline that starts at 0 s)
+    decided since the last step; ``now_s`` is the time up to which the beat list is final.
+    With ``signal_ok=False`` the step's beats are dropped, no HR, tachy/brady or asystole is
+    reported and the pause clock restarts. With ``rhythm_ok=False`` (signal present but too
+    noisy to time beats) the beats feed HR/HRV at lowered quality and the asystole clock, but
+    tachycardia/bradycardia runs end and do not start."""
     step = _Step(state)
+    if state.time_s is None and state.ok_since_s is None and state.last_beat_s is None:
+        step.replace(ok_since_s=0.0)  # the pause clock runs from the stream's start
     if not signal_ok:
         _signal_lost(step, float(now_s))
         return step.findings()
     beats = np.asarray(beats_s, dtype=np.float64).ravel()
     beats = beats[np.isfinite(beats)]
     last = state.last_beat_s
+    if not rhythm_ok:
+        since = state.time_s if state.time_s is not None else 0.0
+        _mark_noisy(step, since, max(float(now_s), float(beats.max()) if beats.size else since))
     for b in beats.tolist():
         if last is not None and b <= last:
             continue
-        _add_beat(step, b, None if last is None else (b - last) * 1000.0)
+        _add_beat(step, b, None if last is None else (b - last) * 1000.0, rhythm_ok)
         last = b
     _advance(step, max(float(now_s), last if last is not None else -math.inf))
     return step.findings()
@@ -328,12 +385,17 @@ def rr_step(
 ) -> tuple[Findings, HeartState]:
     """Feed RR intervals (ms) of consecutive beats, the last ending at ``end_s`` (a BLE Heart
     Rate Service notification). Beat times are rebuilt backwards from ``end_s`` and kept
-    increasing; the intervals themselves go to the corrector unchanged."""
+    increasing; the intervals themselves go to the corrector unchanged. An empty ``rr_ms``
+    (a notification without intervals) only advances the timeline to ``end_s``, so a pause
+    reaching 4 s raises the asystole in that step."""
     step = _Step(state)
     rr = np.asarray(rr_ms, dtype=np.float64).ravel()
     rr = rr[np.isfinite(rr) & (rr > 0)]
     after = np.concatenate((np.cumsum(rr[::-1])[::-1][1:], [0.0])) if rr.size else rr
     ends = float(end_s) - after / 1000.0
+    if state.time_s is None and state.ok_since_s is None and state.last_beat_s is None:
+        # the pause clock runs from the stream's first moment: its first interval's start
+        step.replace(ok_since_s=float(end_s) - float(np.sum(rr)) / 1000.0)
     last = state.last_beat_s
     for b, r in zip(ends.tolist(), rr.tolist(), strict=True):
         t = b if last is None else max(b, last + 1e-6)

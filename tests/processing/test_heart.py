@@ -471,3 +471,140 @@ def test_mitdb_detector_and_correction_agree_with_the_reference_beats(record: st
     assert a.rmssd_ms == pytest.approx(b.rmssd_ms, rel=0.03)
     true_hr = 60.0 * (ref.size - 1) / float(ref[-1] - ref[0])
     assert mean_hr_bpm(got.span_ms) == pytest.approx(true_hr, abs=0.5)
+
+
+# -- review fixes: pause clock from the start, noisy rhythm, escalation -----------------------
+
+
+def test_a_stream_starting_in_asystole_raises_it_from_its_start() -> None:
+    # ECG path: no beat at all from t = 0, signal usable
+    found = _stream(np.empty(0), np.arange(0.25, 10.0, 0.25))
+    (event,) = _events(found, EventKind.ASYSTOLE)
+    assert event.t_s == pytest.approx(0.0)
+    assert event.severity == Severity.CRITICAL
+    # the heart restarts at 6 s: still one asystole, dated at the stream's start
+    late = 6.0 + 0.8 * np.arange(20)
+    (event,) = _events(_stream(late, np.arange(0.25, 20.0, 0.25)), EventKind.ASYSTOLE)
+    assert event.t_s == pytest.approx(0.0)
+    # a first beat within 4 s of the start is not a pause
+    assert _stream(3.5 + 0.8 * np.arange(20), np.arange(0.25, 20.0, 0.25)).events == ()
+    # RR path: a strap connected during an arrest notifies without intervals
+    state, raised_at = HeartState.initial(), []
+    for t in np.arange(1.0, 20.0, 1.0):
+        f, state = rr_step(state, [], end_s=float(t))
+        raised_at += [(float(t), e) for e in f.events]
+    ((when, event),) = raised_at
+    assert (when, event.kind, event.t_s) == (5.0, EventKind.ASYSTOLE, pytest.approx(1.0))
+
+
+def test_rr_notifications_without_intervals_advance_the_pause_clock() -> None:
+    state, raised_at, t = HeartState.initial(), [], 0.0
+    for _ in range(60):  # 60 bpm, one interval per notification
+        t += 1.0
+        f, state = rr_step(state, [1000.0], end_s=t)
+        raised_at += [(t, e) for e in f.events]
+    for _ in range(30):  # arrest: the strap keeps notifying, without RR values
+        t += 1.0
+        f, state = rr_step(state, [], end_s=t)
+        raised_at += [(t, e) for e in f.events]
+    ((when, event),) = raised_at
+    assert event.kind == EventKind.ASYSTOLE
+    assert event.t_s == pytest.approx(60.0)
+    assert when == 64.0  # raised by the notification where the pause reached 4 s
+    # beats coming back end the pause: a later arrest is raised again
+    for _ in range(10):
+        t += 1.0
+        f, state = rr_step(state, [1000.0], end_s=t)
+    last_beat = t
+    for _ in range(5):
+        t += 1.0
+        f, state = rr_step(state, [], end_s=t)
+        raised_at += [(t, e) for e in f.events]
+    assert [w for w, _ in raised_at] == [64.0, last_beat + 4.0]
+
+
+def _stream_noisy(
+    beats: FloatArray, steps: Sequence[float], noisy: tuple[float, float]
+) -> Findings:
+    state, parts, prev = HeartState.initial(), [], -math.inf
+    for now in steps:
+        chunk = beats[(beats > prev) & (beats <= now)]
+        ok = not noisy[0] < now <= noisy[1]
+        found, state = heart_step(state, chunk, now_s=now, rhythm_ok=ok)
+        parts.append(found)
+        prev = now
+    return Findings.merge(parts)
+
+
+def test_runs_neither_start_nor_count_while_the_rhythm_is_untrusted() -> None:
+    # noise detected as 150 bpm for 40 s: no tachycardia, no asystole, HR at low quality
+    beats = _rate_steps([(60.0, 70.0), (40.0, 150.0), (60.0, 70.0)])
+    steps = np.arange(1.0, beats[-1] + 2.0, 1.0)
+    found = _stream_noisy(beats, steps, (60.0, 100.0))
+    assert found.events == ()
+    assert _events(_stream(beats, steps), EventKind.TACHYCARDIA)  # the same beats, trusted
+    hr = _kind(found, VitalKind.HR)
+    assert all(v.quality == 100 for v in hr if v.t_s <= 60.0 or v.t_s > 110.0)
+    assert all(v.quality < 50 for v in hr if 70.0 <= v.t_s <= 100.0)
+    assert all(v.quality == 0 for v in _kind(found, VitalKind.HR_BEAT) if 61.0 < v.t_s <= 100.0)
+    # a true run interrupted by 5 s of noise restarts its 10 s after the noise
+    beats = _rate_steps([(60.0, 70.0), (60.0, 150.0), (30.0, 70.0)])
+    steps = np.arange(1.0, beats[-1] + 2.0, 1.0)
+    (event,) = _events(_stream_noisy(beats, steps, (65.0, 70.0)), EventKind.TACHYCARDIA)
+    assert event.t_s == pytest.approx(70.0, abs=2.5)
+
+
+def test_motion_noise_on_simulated_ecg_raises_no_tachycardia() -> None:
+    from scipy import signal
+
+    from processing.streams import Signal, initial_state, step
+
+    fs = 250.0
+    ecg = EcgSynth(EcgConfig(fs_hz=fs, hr_bpm=70.0, seed=3)).read(round(140 * fs))
+    a, b = round(40 * fs), round(100 * fs)
+    sos = signal.butter(2, (1.0, 30.0), "bandpass", fs=fs, output="sos")
+    noise = signal.sosfilt(sos, np.random.default_rng(5).standard_normal(b - a))
+    ecg[a:b] += 300.0 * noise / np.std(noise)  # 300 uV of 1-30 Hz motion artefact
+    state, parts = initial_state(Signal.ECG, fs_hz=fs), []
+    for i in range(0, ecg.size, 250):
+        found, state = step(state, ecg[i : i + 250])
+        parts.append(found)
+    found = Findings.merge(parts)
+    assert found.events == ()
+    hr = _kind(found, VitalKind.HR)
+    assert all(v.quality < 50 for v in hr if 50.0 <= v.t_s <= 100.0)
+    assert all(v.quality == 100 and abs(v.value - 70.0) < 2.0 for v in hr if v.t_s <= 40.0)
+
+
+def test_a_run_in_the_hysteresis_band_is_not_reported_until_past_the_threshold() -> None:
+    # 125 bpm for 4 s, then 115 bpm (between off 110 and on 120) for 30 s, then 130 bpm
+    beats = _rate_steps([(30.0, 70.0), (4.0, 125.0), (30.0, 115.0), (20.0, 130.0), (20, 70.0)])
+    steps = np.arange(1.0, beats[-1] + 2.0, 1.0)
+    (event,) = _events(_stream(beats, steps), EventKind.TACHYCARDIA)
+    assert event.detail["rate_bpm"] == pytest.approx(130.0, abs=1.0)
+    # never reported while only in the band
+    short = _rate_steps([(30.0, 70.0), (4.0, 125.0), (30.0, 115.0), (20, 70.0)])
+    assert _stream(short, np.arange(1.0, short[-1] + 2.0, 1.0)).events == ()
+
+
+def test_a_warned_run_that_worsens_is_escalated_once() -> None:
+    beats = _rate_steps([(60.0, 75.0), (60.0, 130.0), (120.0, 210.0), (30.0, 75.0)])
+    found = _stream(beats, np.arange(1.0, beats[-1] + 2.0, 1.0))
+    warn, crit = _events(found, EventKind.TACHYCARDIA)
+    assert warn.severity == Severity.WARNING
+    assert warn.t_s == pytest.approx(60.5, abs=2.5)
+    assert crit.severity == Severity.CRITICAL
+    assert crit.t_s == pytest.approx(120.5, abs=2.5)
+    assert crit.detail["rate_bpm"] == pytest.approx(210.0, abs=1.0)
+    # above 180 for only 6 s: no escalation
+    brief = _rate_steps([(60.0, 75.0), (60.0, 130.0), (6.0, 210.0), (30.0, 130.0), (30, 75.0)])
+    (only,) = _events(_stream(brief, np.arange(1.0, brief[-1] + 2.0, 1.0)), EventKind.TACHYCARDIA)
+    assert only.severity == Severity.WARNING
+    # bradycardia 38 bpm, then complete block at 25 bpm
+    beats = _rate_steps([(60.0, 70.0), (60.0, 38.0), (60.0, 25.0), (30.0, 70.0)])
+    found = _stream(beats, np.arange(1.0, beats[-1] + 2.0, 1.0))
+    warn, crit = _events(found, EventKind.BRADYCARDIA)
+    assert warn.severity == Severity.WARNING
+    assert crit.severity == Severity.CRITICAL
+    assert crit.t_s == pytest.approx(120.5, abs=8.0)  # 3 beats of 2.4 s to the median
+    assert crit.detail["rate_bpm"] == pytest.approx(25.0, abs=1.0)
