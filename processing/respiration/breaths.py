@@ -8,6 +8,8 @@ chunk by chunk by ``processing.respiration.stream`` (so batch and streaming agre
   high-pass turns the flat end-expiration of an apnoea into a slow rise that looks like a
   breath; the detector's relative threshold makes baseline drift harmless instead;
 * an advanced-counting peak/trough detector with hysteresis (``_count_adv_hysteresis``);
+* breath depths forgotten and relearned (``_relearn``) when breathing goes on shallower
+  after an apnoea's length without a breath (a loosened band), so the rate comes back;
 * motion-artefact marking from the 1.5-5 Hz envelope (breathing has little power there);
 * per-breath rates (``breath_rates``); window rates are in ``processing.respiration.stream``.
 
@@ -122,6 +124,8 @@ class Detector:
     last_onset: int
     onset_value: float
     last_peak: int
+    floor: float = 0.0
+    """Least warm-up threshold, set when the breath depths are forgotten (``_relearn``)."""
 
     @classmethod
     def initial(cls, *, fs_hz: float) -> Detector:
@@ -145,6 +149,9 @@ _ONSET_SLOPE = 0.05
 _ARTEFACT_FRACTION = 0.25
 _ARTEFACT_OVER_FLOOR = 2.5
 _FLOOR_HISTORY = 32
+_RELEARN_DEPTH = 0.15
+_RELEARN_NOISE = 3.0
+_RELEARN_SWINGS = 3
 _DEFAULT_TI_S, _DEFAULT_TE_S = 1.6, 2.4
 
 
@@ -156,18 +163,69 @@ def _breath_s(det: Detector) -> float:
     return _median(det.inspirations_s, _DEFAULT_TI_S) + _median(det.expirations_s, _DEFAULT_TE_S)
 
 
-def _hysteresis(det: Detector, tail: FloatArray) -> float:
+def _hysteresis(det: Detector, tail: FloatArray, at: int) -> float:
     """Minimum rise or fall that confirms a trough or peak: a fraction of the typical
     excursion, larger once breathing has paused for two typical breaths (noise in a long
     flat stretch must not pass for a breath; a resuming breath is a full one)."""
     if len(det.excursions) >= _HISTORY // 2:
         last = max(det.last_onset, det.last_peak)
-        paused = det.n - last > _PAUSE_BREATHS * _breath_s(det) * det.fs_hz
+        paused = at - last > _PAUSE_BREATHS * _breath_s(det) * det.fs_hz
         h = (_PAUSE_HYSTERESIS if paused else _HYSTERESIS) * _median(det.excursions, 0.0)
     else:
         recent = tail[-round(15.0 * det.fs_hz) :]
         h = _WARMUP_HYSTERESIS * float(np.ptp(recent)) if recent.size else 0.0
+        h = max(h, det.floor)
     return h if h > 0.0 else math.inf
+
+
+def _swings(x: FloatArray, h: float) -> int:
+    """How many alternating rises and falls of at least ``h`` the zig-zag finds in ``x``."""
+    count, pos, rising = 0, 0, True
+    while pos < x.size - 1:
+        seg = x[pos:]
+        if count == 0:  # the first swing may go either way
+            up = np.flatnonzero(seg >= np.minimum.accumulate(seg) + h)
+            down = np.flatnonzero(seg <= np.maximum.accumulate(seg) - h)
+            first_up = int(up[0]) if up.size else seg.size
+            first_down = int(down[0]) if down.size else seg.size
+            stop, rising = min(first_up, first_down), first_up < first_down
+        else:
+            run = (np.maximum if rising else np.minimum).accumulate(seg)
+            hit = np.flatnonzero(seg <= run - h) if rising else np.flatnonzero(seg >= run + h)
+            stop, rising = (int(hit[0]) if hit.size else seg.size), not rising
+        if stop >= seg.size:
+            break
+        count, pos = count + 1, pos + stop
+    return count
+
+
+def _relearn(det: Detector, tail: FloatArray, at: int) -> Detector:
+    """Forget the breath depths when breathing goes on, shallower, after an apnoea's length.
+
+    The depths only update when a breath is found, so breathing that becomes persistently
+    shallower (a loosened or slipped band, a posture change) would otherwise stay below the
+    threshold for good. Once no breath has been found for an apnoea's length (the apnoea
+    alarm has fired by then: its sample is never later) and the last 15 s hold at least
+    1.5 breaths at warm-up thresholds (a fraction of their peak-to-peak, but never below a
+    floor of 15 % of the typical depth and three times the usual high-frequency noise
+    level), the depths are forgotten and the detector warms up again with that floor. A
+    flat band (a real apnoea, its noise and slow drift) does not pass, so the old, deeper
+    thresholds stay and the noise is not a breath.
+    """
+    last = max(det.last_onset, det.last_peak)
+    if len(det.excursions) < _HISTORY // 2 or at - last <= APNOEA_S * det.fs_hz:
+        return det  # (the cheap test first: this runs every second)
+    if at - last <= (_breath_s(det) + APNOEA_S) * det.fs_hz:
+        return det
+    floor = max(
+        _RELEARN_DEPTH * _median(det.excursions, 0.0),
+        _RELEARN_NOISE * _floor(det.envelope_maxima),
+    )
+    recent = tail[-round(15.0 * det.fs_hz) :]
+    h = max(_WARMUP_HYSTERESIS * float(np.ptp(recent)), floor) if recent.size else math.inf
+    if _swings(recent, h) < _RELEARN_SWINGS:
+        return det
+    return replace(det, excursions=(), floor=floor)
 
 
 def _floor(values: tuple[float, ...]) -> float:
@@ -208,7 +266,10 @@ def _count_adv_hysteresis(
     slope is below 5 % of a typical inspiration's), so a flat pause, even a drifting one,
     is not counted as part of the next breath.
     """
-    h = _hysteresis(det, buf[: det.n - buf_start])
+    # decided at the last whole second of the stream's timeline, so chunking does not matter
+    at = max(det.n // max(1, round(det.fs_hz)) * max(1, round(det.fs_hz)), buf_start)
+    det = _relearn(det, buf[: at - buf_start], at)
+    h = _hysteresis(det, buf[: at - buf_start], at)
     found: list[Extremum] = []
     pos = 0
     while pos < y.size:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 
 import numpy as np
@@ -21,6 +21,8 @@ import pytest
 from devices.sim.signals.respiration import (
     RESPIRATION_SCENARIOS,
     SCENARIO_APNOEAS,
+    BreathingConfig,
+    Interval,
     RespirationSynth,
     RespirationTruth,
     respiration_scenario,
@@ -249,6 +251,51 @@ def test_band_falling_silent_raises_one_alarm() -> None:
     events = stream(silent, 25.0, fixed_sizes(50)).events
     assert len(events) == 1
     assert 110.0 < events[0].t_s < 125.0
+
+
+@pytest.mark.parametrize("factor", [3.5, 5.0])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_breathing_becoming_shallower_is_relearned(seed: int, factor: float) -> None:
+    """A band that loosens at 120 s (depth / 3.5 or / 5 for good): at most one apnoea, at
+    the drop, and the window rates from 60 s after it on are right again."""
+    c = case("rest", seed)
+    drop = round(120.0 * c.fs_hz)
+    resp = c.resp.copy()
+    resp[drop:] = resp[drop] + (resp[drop:] - resp[drop]) / factor
+    breaths = detect_breaths(resp, fs_hz=c.fs_hz)
+    assert breaths.apnoea_start_s.size <= 1
+    assert np.all((breaths.apnoea_start_s > 110.0) & (breaths.apnoea_start_s < 135.0))
+    end = resp.size / c.fs_hz
+    truth = window_rates(c.truth.onset_times_s, t_end_s=end, window_s=30.0)
+    found = window_rates(
+        breaths.onset_s, t_end_s=end, window_s=30.0,
+        usable=~breaths.artefact, confirmed_s=breaths.confirmed_s,
+    )  # fmt: skip
+    late = found.t_s >= 210.0  # the windows starting 60 s or more after the drop
+    assert np.count_nonzero(late) == 4
+    assert np.all(np.abs(found.rate_bpm[late] - truth.rate_bpm[late]) <= 1.0), (
+        found.rate_bpm[late],
+        truth.rate_bpm[late],
+    )
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_long_apnoea_after_relearning_counts_no_noise_as_breath(seed: int) -> None:
+    """A 60 s apnoea (drift and 25 dB noise go on): the depths are forgotten during it, yet
+    the noise is no breath; one apnoea, no onset until breathing resumes."""
+    config = replace(
+        respiration_scenario("apnoea", seed, band_seed=1000 + seed),
+        breathing=BreathingConfig(rate_bpm=14.0, apnoeas=(Interval(100.0, 160.0),), seed=seed),
+    )
+    source = RespirationSynth(config)
+    resp = source.read(round(DURATION_S * config.fs_hz))
+    truth = source.truth()
+    breaths = detect_breaths(resp, fs_hz=config.fs_hz)
+    assert np.allclose(breaths.apnoea_start_s, truth.apnoea_start_s, atol=3.0)
+    assert np.allclose(breaths.apnoea_end_s, truth.apnoea_end_s, atol=1.0)
+    pause = (breaths.onset_s > truth.apnoea_start_s[0] + 1.0) & (breaths.onset_s < 159.0)
+    assert not np.any(pause)
+    assert np.count_nonzero(breaths.onset_s > 170.0) >= 20  # breathing found again
 
 
 def test_flat_signal_reports_nothing() -> None:
