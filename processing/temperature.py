@@ -7,26 +7,41 @@ Pipeline, per sample, vectorised over each chunk with the filter and buffer stat
 :class:`TempState` (so any slicing of the stream gives the same findings):
 
 1. **Smoothing**: a causal running median over ``MEDIAN_S`` (rejects single-sample glitches
-   and quantisation steps) then a 2nd-order Butterworth low-pass at ``LOWPASS_HZ`` (1/60 Hz;
-   group delay ≈ 13 s, residual white-noise gain ≈ 0.2 at 1 Hz).
+   and quantisation steps; ``scipy.ndimage.median_filter``, memory linear in the chunk)
+   then a 2nd-order Butterworth low-pass at ``LOWPASS_HZ`` (1/60 Hz; group delay ≈ 13 s,
+   residual white-noise gain ≈ 0.2 at 1 Hz).
 2. **Warm-up / settling**: when the stream starts or the garment is donned the sensor
    approaches the skin through its thermal lag (minutes). The slope of the smoothed signal
-   over ``SLOPE_SPAN_S`` decides: the sensor is *settled* once ``|slope|`` has stayed
-   ≤ ``settle_slope_c_per_min`` for ``settle_hold_s`` with the value inside the on-body
-   range, and *unsettled* again when ``|slope|`` exceeds ``unsettle_slope_c_per_min`` (a
-   doffing or a re-donning; physiological skin changes are far slower) or the value leaves
-   the on-body range. For a first-order lag the remaining error when the slope falls to
-   ``s`` is ``s · τ`` (0.09 °C for 0.03 °C/min and τ = 3 min), then it decays further during
-   the hold. No TEMP vital and no alarm decision is made while unsettled: a new stream
-   waits at least ``SLOPE_SPAN_S + settle_hold_s`` (3 min), a cold garment ~15-20 min.
-3. **Vitals**: one ``VitalKind.TEMP`` per aligned 60 s window (``t_s`` its end), the mean of
+   over ``SLOPE_SPAN_S`` decides: the sensor is *settled* once it has been *calm* for
+   ``settle_hold_s`` with the value inside the on-body range, and *unsettled* again when
+   ``|slope|`` exceeds ``unsettle_slope_c_per_min`` or the value leaves the on-body range.
+   Calm is ``|slope| ≤ settle_slope_c_per_min``, or a slow *steady* trend: ``|slope| ≤
+   trend_slope_c_per_min`` with the slope changed by at most ``trend_steady_c_per_min`` over
+   ``TREND_SPAN_S`` (a fever's rise, ~0.06 °C/min, is nearly linear, whereas a warm-up
+   lag's slope decays by e^(4/3) ≈ 3.8× over 4 min for τ = 3 min, so a warm-up is not
+   mistaken for a trend). For a first-order lag the remaining error when the slope falls to
+   ``s`` is ``s · τ`` (0.09 °C for 0.03 °C/min and τ = 3 min), then it decays further
+   during the hold. No TEMP vital and no alarm decision is made while unsettled: a new
+   stream waits at least ``SLOPE_SPAN_S + settle_hold_s`` (3 min), a cold garment ~15-20 min.
+3. **Doffing**: a garment taken off cools towards the room at ~1 °C/min (sensor τ ≈ 3 min),
+   far faster than skin under clothing changes. A fall steeper than
+   ``doff_slope_c_per_min`` sustained for ``doff_hold_s`` latches the sensor *off-body*: no
+   vitals, no alarms, and both alarms re-armed, even if the room is inside the on-body range
+   (a 29.5 °C summer room). The latch is cleared by a re-donning rise steeper than
+   ``don_slope_c_per_min`` for ``doff_hold_s``, after which the settling of step 2 applies.
+4. **Vitals**: one ``VitalKind.TEMP`` per aligned 60 s window (``t_s`` its end), the mean of
    the smoothed skin temperature, only for windows settled throughout. The sensor's own
    lag is not undone: while the skin changes, the value trails it by ``τ · slope`` (about
    0.1 °C during a typical fever's rise).
-4. **Alarms** on an estimated core temperature ``skin + core_skin_gradient_c`` (see
-   :class:`TempThresholds`), with hysteresis: an alarm fires once the estimate has been past
-   its *on* threshold for ``sustain_s`` (``t_s`` = the first sample past it) and is re-armed
-   only after the estimate comes back past its *off* threshold.
+5. **Alarms** on the settled *skin* temperature itself (see :class:`TempThresholds`), with
+   hysteresis: an alarm fires once the value has been past its *on* threshold for
+   ``sustain_s`` (``t_s`` = the first sample past it) and is re-armed only after the value
+   comes back past its *off* threshold or the garment is taken off. Chest skin under
+   clothing is normally 33-35.5 °C, so the defaults sit outside that range (fever: skin
+   ≥ 36.0 °C sustained; hypothermia: skin ≤ 31.0 °C sustained) and never fire for a
+   healthy wearer. A core estimate ``skin + core_skin_gradient_c`` is reported in the
+   event's detail only, as an indication: the skin-core gradient varies by several °C with
+   clothing, room and perfusion, so it is not used to decide.
 
 Must not: do I/O, import ``gateway`` or ``devices``, log signal values, or loop per sample
 in Python (the only loops are per alarm transition and per completed minute).
@@ -40,7 +55,7 @@ from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
-from scipy import signal
+from scipy import ndimage, signal
 
 from processing.errors import (
     SignalInputError,
@@ -61,6 +76,7 @@ MAX_FS_HZ = 100.0
 MEDIAN_S = 5.0
 LOWPASS_HZ = 1.0 / 60.0
 SLOPE_SPAN_S = 60.0
+TREND_SPAN_S = 240.0
 WINDOW_S = 60.0
 
 
@@ -75,31 +91,27 @@ class TempInputError(SignalInputError):
 
 @dataclass(frozen=True, slots=True)
 class TempThresholds:
-    """Alarm and settling parameters (°C, seconds, °C/min).
+    """Alarm, settling and doffing parameters (°C of *skin*, seconds, °C/min); see the module
+    docstring, steps 2, 3 and 5. Defaults: fever at skin ≥ 36.0 °C for 5 min (re-armed
+    below 35.6 °C), hypothermia at skin ≤ 31.0 °C (re-armed above 31.4 °C), on-body range
+    28-42 °C; ``core_skin_gradient_c`` only feeds the events' ``core_est_c`` detail."""
 
-    Skin→core model: ``core ≈ skin + core_skin_gradient_c``. A chest sensor under a garment
-    at rest in a thermoneutral room reads about 3-4 °C below core (the simulator's default
-    gradient is 3.5 °C). During a fever the skin follows the core only partly (the
-    simulator couples 80 %), so a core threshold applied to this estimate fires a little late
-    (a core of 38.0 °C shows as an estimate of ~37.8 °C); the defaults accept that rather
-    than over-calling. Defaults in core terms: fever ≥ 38.0 °C (re-armed below 37.6 °C),
-    hypothermia ≤ 35.0 °C (re-armed above 35.4 °C), each sustained for 5 min; i.e. skin
-    thresholds 34.5/34.1 °C and 31.5/31.9 °C. On-body range 28-42 °C skin: below it the
-    garment is taken to be off (reading the room), so no hypothermia alarm can come from a
-    garment lying on a table.
-    """
-
-    core_skin_gradient_c: float = 3.5
-    fever_on_c: float = 38.0
-    fever_off_c: float = 37.6
-    hypothermia_on_c: float = 35.0
-    hypothermia_off_c: float = 35.4
+    fever_on_c: float = 36.0
+    fever_off_c: float = 35.6
+    hypothermia_on_c: float = 31.0
+    hypothermia_off_c: float = 31.4
     sustain_s: float = 300.0
     on_body_min_c: float = 28.0
     on_body_max_c: float = 42.0
     settle_slope_c_per_min: float = 0.03
     settle_hold_s: float = 120.0
+    trend_slope_c_per_min: float = 0.1
+    trend_steady_c_per_min: float = 0.02
     unsettle_slope_c_per_min: float = 0.3
+    doff_slope_c_per_min: float = 0.4
+    don_slope_c_per_min: float = 0.4
+    doff_hold_s: float = 60.0
+    core_skin_gradient_c: float = 3.5
 
     def __post_init__(self) -> None:
         ok = (
@@ -109,7 +121,11 @@ class TempThresholds:
             and self.on_body_min_c < self.on_body_max_c
             and self.sustain_s > 0
             and self.settle_hold_s >= 0
-            and 0 < self.settle_slope_c_per_min < self.unsettle_slope_c_per_min
+            and 0 < self.settle_slope_c_per_min <= self.trend_slope_c_per_min
+            and self.trend_slope_c_per_min < self.unsettle_slope_c_per_min
+            and self.trend_steady_c_per_min >= 0
+            and min(self.doff_slope_c_per_min, self.don_slope_c_per_min) > 0
+            and self.doff_hold_s >= 0
         )
         if not ok:
             raise TempInputError("bad_thresholds")
@@ -134,6 +150,9 @@ class TempState:
     history: FloatArray
     last_loud: int
     settled: bool
+    last_not_falling: int
+    last_not_rising: int
+    off_body: bool
     window_values: FloatArray
     window_ok: BoolArray
     fever: _Alarm
@@ -151,6 +170,9 @@ class TempState:
             history=np.zeros(0),
             last_loud=-1,
             settled=False,
+            last_not_falling=-1,
+            last_not_rising=-1,
+            off_body=False,
             window_values=np.zeros(0),
             window_ok=np.zeros(0, dtype=np.bool_),
             fever=_Alarm(),
@@ -176,8 +198,10 @@ def _running_median(tail: FloatArray, x: FloatArray, k: int) -> tuple[FloatArray
     if tail.size < k - 1:
         tail = np.concatenate((np.full(k - 1 - tail.size, x[0]), tail))
     full = np.concatenate((tail, x))
-    windows = np.lib.stride_tricks.sliding_window_view(full, k)
-    median = np.asarray(np.median(windows, axis=1), dtype=np.float64)
+    # the centred median at full[j] covers full[j-h .. j+h]: x[i]'s causal one is j = i + h
+    h = (k - 1) // 2
+    centred = ndimage.median_filter(full, size=k, mode="nearest")
+    median = np.asarray(centred[h : h + x.size], dtype=np.float64)
     return median, full[full.size - (k - 1) :].copy()
 
 
@@ -248,6 +272,42 @@ def _window_vitals(
     return vitals, values[keep:].copy(), flags[keep:].copy()
 
 
+def _slopes(
+    history: FloatArray, y: FloatArray, fs: float, th: TempThresholds
+) -> tuple[FloatArray, BoolArray, FloatArray]:
+    """Slope (°C/min over ``SLOPE_SPAN_S``, NaN until a span is seen) of each new sample, the
+    *steady trend* flag (slow and hardly changed over ``TREND_SPAN_S``) and the new history
+    (the last ``SLOPE_SPAN_S + TREND_SPAN_S`` smoothed samples, NaN-padded at the start)."""
+    span, trend = _samples(SLOPE_SPAN_S, fs), _samples(TREND_SPAN_S, fs)
+    size = span + trend
+    if history.size < size:
+        history = np.concatenate((np.full(size - history.size, np.nan), history))
+    hist = np.concatenate((history, y))
+    all_slopes = (hist[span:] - hist[:-span]) * (60.0 * fs / span)  # all_slopes[j] ends at j+span
+    slope = all_slopes[trend:]
+    earlier = all_slopes[: y.size]
+    steady = (np.abs(slope) <= th.trend_slope_c_per_min) & (
+        np.abs(slope - earlier) <= th.trend_steady_c_per_min
+    )
+    return slope, steady, hist[hist.size - size :].copy()
+
+
+def _doffing(
+    state: TempState, slope: FloatArray, abs_idx: npt.NDArray[np.int64]
+) -> tuple[BoolArray, int, int]:
+    """Off-body latch per sample: set by a fall steeper than ``doff_slope_c_per_min`` for
+    ``doff_hold_s``, cleared by a rise steeper than ``don_slope_c_per_min`` as long; also
+    the new last-not-falling / last-not-rising indices."""
+    th = state.thresholds
+    hold = _samples(th.doff_hold_s, state.fs_hz)
+    not_falling = _last_index(~(slope < -th.doff_slope_c_per_min), abs_idx, state.last_not_falling)
+    not_rising = _last_index(~(slope > th.don_slope_c_per_min), abs_idx, state.last_not_rising)
+    doffed = (abs_idx - not_falling) >= hold
+    donned = (abs_idx - not_rising) >= hold
+    off = _hysteresis(doffed, donned, state.off_body)
+    return off, int(not_falling[-1]), int(not_rising[-1])
+
+
 def temp_step(
     state: TempState, chunk: npt.ArrayLike, *, fs_hz: float
 ) -> tuple[Findings, TempState]:
@@ -271,28 +331,23 @@ def temp_step(
     y = np.asarray(y, dtype=np.float64)
     abs_idx = state.n_seen + np.arange(x.size, dtype=np.int64)
 
-    span = _samples(SLOPE_SPAN_S, fs)
-    hist = np.concatenate((state.history, y))
-    back = np.arange(state.history.size, hist.size) - span
-    slope = np.full(x.size, np.nan)
-    have = back >= 0
-    slope[have] = (y[have] - hist[back[have]]) * (60.0 / (span / fs))
+    slope, steady, history = _slopes(state.history, y, fs, th)
     on_body = (y >= th.on_body_min_c) & (y <= th.on_body_max_c)
-    loud = ~(np.abs(slope) <= th.settle_slope_c_per_min) | ~on_body
-    last_loud = _last_index(loud, abs_idx, state.last_loud)
+    off, last_not_falling, last_not_rising = _doffing(state, slope, abs_idx)
+    calm = (np.abs(slope) <= th.settle_slope_c_per_min) | steady
+    last_loud = _last_index(~calm | ~on_body | off, abs_idx, state.last_loud)
     quiet = (abs_idx - last_loud) >= _samples(th.settle_hold_s, fs)
-    shaken = (np.abs(slope) > th.unsettle_slope_c_per_min) | ~on_body
+    shaken = (np.abs(slope) > th.unsettle_slope_c_per_min) | ~on_body | off
     settled = _hysteresis(quiet, shaken, state.settled)
 
-    core = y + th.core_skin_gradient_c
     sustain = _samples(th.sustain_s, fs)
     fevers, fever = _alarm(
-        state.fever, settled & (core >= th.fever_on_c), core < th.fever_off_c, abs_idx, sustain
+        state.fever, settled & (y >= th.fever_on_c), (y < th.fever_off_c) | off, abs_idx, sustain
     )
     colds, hypo = _alarm(
         state.hypothermia,
-        settled & (core <= th.hypothermia_on_c),
-        core > th.hypothermia_off_c,
+        settled & (y <= th.hypothermia_on_c),
+        (y > th.hypothermia_off_c) | off,
         abs_idx,
         sustain,
     )
@@ -311,9 +366,12 @@ def temp_step(
         n_seen=state.n_seen + x.size,
         median_tail=median_tail,
         lowpass_zi=np.asarray(zi, dtype=np.float64),
-        history=hist[-span:].copy(),
+        history=history,
         last_loud=int(last_loud[-1]),
         settled=bool(settled[-1]),
+        last_not_falling=last_not_falling,
+        last_not_rising=last_not_rising,
+        off_body=bool(off[-1]),
         window_values=window_values,
         window_ok=window_ok,
         fever=fever,

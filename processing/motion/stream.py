@@ -184,7 +184,11 @@ def motion_step(
             t_s=f.index / fs,
             kind=EventKind.FALL,
             severity=Severity.CRITICAL,
-            detail={"impact_mg": round(f.impact_mg), "posture": f.posture.name.lower()},
+            detail={
+                "impact_mg": round(f.impact_mg),
+                "posture": f.posture.name.lower(),
+                "rule": "still" if f.still else "not_up",
+            },
         )
         for f in falls
     ]

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 import pytest
+from scipy import signal
 
 from devices.sim.signals.motion import (
     Activity,
@@ -145,6 +146,81 @@ def test_impact_while_upright_is_not_a_fall() -> None:
     acc, _ = _synth((E(Activity.REST, 60.0),), 60.0, fs, 5)
     t = np.arange(acc.shape[0]) / fs
     acc = acc + 4000.0 * np.exp(-0.5 * ((t - 30.0) / 0.03) ** 2)[:, None] * np.array([0, 1, 0])
+    found, _ = _stream(acc, fs, [100])
+    assert _events(found, EventKind.FALL) == []
+    assert detect_falls(acc, fs_hz=fs).size == 0
+
+
+def _limb_movement(n: int, fs_hz: float, rms_mg: float, seed: int) -> FloatArray:
+    """Band-limited (0.5-3 Hz) 3-axis movement of ``rms_mg`` total RMS: a wearer moving
+    their limbs or trying to get up while lying (the simulator's REST is still)."""
+    sos = signal.butter(2, (0.5, 3.0), "bandpass", fs=fs_hz, output="sos")
+    noise = np.random.default_rng(seed).normal(0.0, 1.0, (n + round(10 * fs_hz), 3))
+    mv = np.asarray(signal.sosfilt(sos, noise, axis=0))[-n:]
+    return np.asarray(mv * (rms_mg / np.sqrt(np.mean(np.sum(mv**2, axis=1)))))
+
+
+@pytest.mark.parametrize("fs_hz", [25.0, 50.0])
+@pytest.mark.parametrize("rms_mg", [150.0, 250.0])
+def test_fall_then_moving_on_the_floor_is_reported_after_20_s(fs_hz: float, rms_mg: float) -> None:
+    """Impact, then lying supine while moving (fails the stillness test): the not-up path
+    reports the fall with the impact time, 20-25 s after it, for any chunking."""
+    schedule = (
+        E(Activity.WALK, 30.0),
+        E(Activity.FALL, 2.0, SimPosture.SUPINE),
+        E(Activity.REST, 90.0, SimPosture.SUPINE),
+    )
+    acc, truth = _synth(schedule, 122.0, fs_hz, 21)
+    fall_s = float(truth.fall_times_s[0])
+    lo = round((fall_s + 1.0) * fs_hz)
+    acc = acc.copy()
+    acc[lo:] += _limb_movement(acc.shape[0] - lo, fs_hz, rms_mg, 22)
+    for sizes in ([round(fs_hz)], [7, round(3.3 * fs_hz)], [acc.shape[0]]):
+        _, reported = _stream(acc, fs_hz, sizes)
+        falls = [(e, at) for e, at in reported if e.kind is EventKind.FALL]
+        assert len(falls) == 1, sizes
+        event, reported_at = falls[0]
+        assert abs(event.t_s - fall_s) <= 1.0
+        assert event.detail["rule"] == "not_up"
+        assert event.detail["posture"] == "supine"
+        if len(sizes) > 1 or sizes[0] < acc.shape[0]:
+            assert 20.0 <= reported_at - fall_s <= 25.0
+    assert detect_falls(acc, fs_hz=fs_hz) == pytest.approx([event.t_s])
+
+
+def test_fall_lying_still_is_reported_once_by_the_fast_path() -> None:
+    """A still faller satisfies both paths; only the fast one reports (no duplicate)."""
+    fs = 50.0
+    schedule = (
+        E(Activity.WALK, 30.0),
+        E(Activity.FALL, 2.0, SimPosture.LEFT),
+        E(Activity.REST, 60.0, SimPosture.LEFT),
+    )
+    acc, _ = _synth(schedule, 92.0, fs, 23)
+    for sizes in ([25], [acc.shape[0]]):
+        found, _ = _stream(acc, fs, sizes)
+        assert [e.detail["rule"] for e in _events(found, EventKind.FALL)] == ["still"]
+
+
+def test_lying_down_and_moving_without_impact_is_not_a_fall() -> None:
+    """A deliberate lie-down (no impact) followed by movement in bed is not a fall."""
+    fs = 50.0
+    schedule = (E(Activity.WALK, 30.0), E(Activity.REST, 90.0, SimPosture.SUPINE))
+    acc, _ = _synth(schedule, 120.0, fs, 24)
+    acc = acc + _limb_movement(acc.shape[0], fs, 200.0, 25)
+    found, _ = _stream(acc, fs, [50])
+    assert _events(found, EventKind.FALL) == []
+    assert detect_falls(acc, fs_hz=fs).size == 0
+
+
+def test_impact_while_upright_and_moving_is_not_a_fall() -> None:
+    """A knock while upright followed by movement (fails stillness) stays upright: no fall
+    by either path."""
+    fs = 50.0
+    acc, _ = _synth((E(Activity.REST, 60.0),), 60.0, fs, 26)
+    t = np.arange(acc.shape[0]) / fs
+    acc = acc + 4000.0 * np.exp(-0.5 * ((t - 20.0) / 0.03) ** 2)[:, None] * np.array([0, 1, 0])
+    acc = acc + _limb_movement(acc.shape[0], fs, 200.0, 27)
     found, _ = _stream(acc, fs, [100])
     assert _events(found, EventKind.FALL) == []
     assert detect_falls(acc, fs_hz=fs).size == 0
