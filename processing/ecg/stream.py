@@ -174,7 +174,7 @@ def _advance(
     next_candidate = max(first, last_e + 1)
     levels, pending = core.levels, core.pending + tuple(found)
     if levels is None and (final or total >= n.learning) and total >= n.min_signal:
-        levels = learned_levels(learn_env)
+        levels = learned_levels(learn_env, n)
     peaks: list[int] = []
     amps: list[float] = []
     reported, last_peak = core.reported_through, core.last_peak

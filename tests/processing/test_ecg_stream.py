@@ -1,7 +1,10 @@
 """Streaming R-peak detection: identity with the batch detector (one streaming pass) under
 random chunking, decision delay, chunking invariance, immutable state and input errors, on
 synthetic ECG with known R times at 125-1000 Hz and on the MIT-BIH Arrhythmia records
-(Moody & Mark 2001; PhysioNet)."""
+(Moody & Mark 2001; PhysioNet); recovery after a large artefact, lead-off swings or an
+amplitude drop, and no beats made of the noise of an asystole (also when the stream starts
+in one), on ECGSYN
+(``devices.sim.signals.ecg``) with its true R times."""
 
 from __future__ import annotations
 
@@ -9,10 +12,13 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from devices.sim.signals.ecg import EcgConfig, EcgSynth
 from processing.ecg import detect_r_peaks
 from processing.ecg.peaks import EcgInputError
 from processing.ecg.scoring import match_beats, score_beats
 from processing.ecg.stream import PeakBatch, RPeakState, RPeakStream, r_peak_flush, r_peak_step
+from processing.findings import EventKind
+from processing.streams import Signal, initial_state, step
 from tests.processing.test_ecg_peaks import (
     RATES_HZ,
     _beat_times,
@@ -231,3 +237,109 @@ def test_mitdb_stream_same_as_batch_and_delay_bound(record: str) -> None:
     for b, end in zip(batches, ends, strict=True):
         assert b.indices.size == 0 or prev_end - int(b.indices[0]) < round(fs)
         prev_end = end
+
+
+def _ecgsyn(fs_hz: float, duration_s: float) -> tuple[FloatArray, IndexArray]:
+    """ECGSYN at 70 bpm (R 1 mV, 10 µV EMG noise) and its true R-peak sample indices."""
+    src = EcgSynth(EcgConfig(fs_hz=fs_hz, hr_bpm=70.0, emg_noise_uv=10.0, seed=3))
+    ecg = src.read(round(duration_s * fs_hz))
+    return ecg, np.round(src.truth().r_peak_times_s * fs_hz).astype(np.int64)
+
+
+def _assert_every_beat_between(
+    found: IndexArray, truth: IndexArray, fs_hz: float, start_s: float, end_s: float
+) -> None:
+    """Every true beat in ``[start_s, end_s)`` found within 10 ms, and nothing else there."""
+    lo, hi = round(start_s * fs_hz), round(end_s * fs_hz)
+    inside = truth[(truth >= lo) & (truth < hi)]
+    score = match_beats(
+        inside, found[(found >= lo) & (found < hi)], tolerance_samples=round(0.010 * fs_hz)
+    )
+    assert inside.size > 0
+    assert (score.fn, score.fp) == (0, 0), score
+
+
+def _streamed(x: FloatArray, fs_hz: float) -> IndexArray:
+    """The peaks of ``x`` fed in random chunks; they are the batch ones."""
+    batches, _, flush = _run(x, fs_hz, _chunks(x.size, np.random.default_rng(21), fs_hz))
+    found = _peaks(batches, flush)
+    assert np.array_equal(found, detect_r_peaks(x, fs_hz=fs_hz))
+    return found
+
+
+def _random_walk(rng: np.random.Generator, n: int, fs_hz: float, step_uv: float) -> FloatArray:
+    """Electrode rubbing or a loose lead: a random walk of a few to tens of mV."""
+    return np.cumsum(rng.normal(0.0, step_uv * np.sqrt(250.0 / fs_hz), n))
+
+
+@pytest.mark.parametrize("fs_hz", [125.0, 250.0, 500.0])
+def test_detection_resumes_after_a_large_artefact_at_the_start(fs_hz: float) -> None:
+    """A 2 s donning artefact (about 20 mV) is what the levels are first learned from; the
+    detector learns them again from the ECG that follows (it used to stay blind)."""
+    ecg, truth = _ecgsyn(fs_hz, 40.0)
+    n = round(2.0 * fs_hz)
+    ecg[:n] += _random_walk(np.random.default_rng(2), n, fs_hz, 1000.0)
+    _assert_every_beat_between(_streamed(ecg, fs_hz), truth, fs_hz, 7.0, 39.0)
+
+
+@pytest.mark.parametrize("fs_hz", [125.0, 250.0, 500.0])
+def test_detection_resumes_after_lead_off_swings(fs_hz: float) -> None:
+    """10 s of large lead-off swings mid-stream, then the same ECG again."""
+    ecg, truth = _ecgsyn(fs_hz, 60.0)
+    a, b = round(20.0 * fs_hz), round(30.0 * fs_hz)
+    ecg[a:b] += _random_walk(np.random.default_rng(4), b - a, fs_hz, 2000.0)
+    found = _streamed(ecg, fs_hz)
+    _assert_every_beat_between(found, truth, fs_hz, 1.0, 19.5)
+    _assert_every_beat_between(found, truth, fs_hz, 35.0, 59.0)
+
+
+@pytest.mark.parametrize("fs_hz", [125.0, 250.0, 500.0])
+def test_detection_resumes_after_a_permanent_five_fold_amplitude_drop(fs_hz: float) -> None:
+    ecg, truth = _ecgsyn(fs_hz, 60.0)
+    ecg[round(20.0 * fs_hz) :] /= 5.0
+    found = _streamed(ecg, fs_hz)
+    _assert_every_beat_between(found, truth, fs_hz, 1.0, 20.0)
+    _assert_every_beat_between(found, truth, fs_hz, 25.0, 59.0)
+
+
+@pytest.mark.parametrize("fs_hz", [125.0, 250.0, 500.0])
+def test_asystole_with_noise_stays_without_beats(fs_hz: float) -> None:
+    """The re-learning after a quiet stretch needs QRS-like peaks: low-level noise after the
+    heart stops (up to 50 µV, a twentieth of the R wave) never becomes beats."""
+    ecg, truth = _ecgsyn(fs_hz, 20.0)
+    rng = np.random.default_rng(6)
+    for noise_uv in (10.0, 50.0):
+        x = np.concatenate((ecg, noise_uv * rng.standard_normal(round(120.0 * fs_hz))))
+        found = _streamed(x, fs_hz)
+        _assert_every_beat_between(found, truth, fs_hz, 1.0, 19.5)
+        assert np.all(found < round(20.1 * fs_hz)), found[found >= round(20.1 * fs_hz)]
+
+
+@pytest.mark.parametrize("fs_hz", [125.0, 250.0, 500.0])
+def test_stream_starting_in_asystole_learns_no_noise(fs_hz: float) -> None:
+    """A stream (re)started during an arrest: flat line with 20 or 50 µV of noise from the
+    first sample. The first second has no QRS-like peak, so nothing is learned from the
+    noise (it used to become beats), and the pipeline raises the asystole, once."""
+    rng = np.random.default_rng(7)
+    for noise_uv in (20.0, 50.0):
+        x = noise_uv * rng.standard_normal(round(60.0 * fs_hz))
+        found = _streamed(x, fs_hz)
+        assert found.size == 0, found
+        state = initial_state(Signal.ECG, fs_hz=fs_hz)
+        kinds = []
+        for i in range(0, x.size, round(fs_hz)):
+            findings, state = step(state, x[i : i + round(fs_hz)])
+            kinds += [e.kind for e in findings.events]
+        assert kinds.count(EventKind.ASYSTOLE) == 1, kinds
+
+
+@pytest.mark.parametrize("fs_hz", [125.0, 250.0, 500.0])
+def test_stream_starting_in_asystole_detects_the_rhythm_that_follows(fs_hz: float) -> None:
+    """5 s of asystole (20 µV noise), then sinus rhythm: no beat in the asystole, and every
+    true beat from the second QRS on (learning needs two; they come 1.4 s in at 70 bpm)."""
+    ecg, truth = _ecgsyn(fs_hz, 40.0)
+    lead = round(5.0 * fs_hz)
+    noise = 20.0 * np.random.default_rng(8).standard_normal(lead) + ecg[0]
+    found = _streamed(np.concatenate((noise, ecg)), fs_hz)
+    assert np.all(found >= lead - round(0.05 * fs_hz)), found[:5]
+    _assert_every_beat_between(found, truth + lead, fs_hz, 6.0, 44.5)
