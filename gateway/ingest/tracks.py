@@ -52,16 +52,16 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Final
-from uuid import UUID
 
 import numpy as np
 
 from devices.frame import Frame, Quality, StreamKind
+from gateway.ingest.vital_rows import AlertRow, Owner, VitalRow, alert_rows, vital_rows
 from gateway.router import ClinicalFrame, ResearchFrame
-from processing.findings import Event, Findings, Severity, VitalKind
+from processing.findings import Findings
 from processing.streams import Signal, StreamState, initial_state, rr_intervals_step, step
 
-__all__ = ["AlertRow", "TrackKey", "Tracks", "VitalRow"]
+__all__ = ["TrackKey", "Tracks"]
 
 logger = logging.getLogger(__name__)
 
@@ -83,29 +83,7 @@ _OFF: Final = Quality.LEAD_OFF | Quality.NO_CONTACT
 _RR_GAP_NS: Final = 2_000_000_000
 """RR frames carry arrival times, late by up to about a second: a longer hole is a gap."""
 
-Owner = UUID | str
-"""Subject id (clinical) or pseudonym (research)."""
 TrackKey = tuple[Owner, str | None, StreamKind]
-
-
-@dataclass(frozen=True, slots=True)
-class VitalRow:
-    owner: Owner
-    ts_ns: int
-    kind: str
-    value: float
-    window_s: float
-    quality: int
-
-
-@dataclass(frozen=True, slots=True)
-class AlertRow:
-    owner: Owner
-    ts_ns: int
-    kind: str
-    severity: str
-    end_ns: int | None
-    detail: dict[str, float | str]
 
 
 @dataclass(slots=True)
@@ -254,8 +232,8 @@ class Tracks:
     ) -> None:
         band_live = self._band_live(owner, now_ns)
         for origin_ns, findings in found:
-            vitals.extend(_vital_rows(owner, origin_ns, findings, band_live))
-            alerts.extend(_alert_rows(owner, origin_ns, findings.events))
+            vitals.extend(vital_rows(owner, origin_ns, findings, band_live))
+            alerts.extend(alert_rows(owner, origin_ns, findings.events))
 
     def _guarded(
         self, key: TrackKey, run: Callable[[], list[tuple[int, Findings]]]
@@ -288,7 +266,7 @@ class Tracks:
             track = self._tracks.get(key)
             period_ns = 1e9 / frame.fs_hz
             end_ns = frame.time_ns + round(len(samples) * period_ns)
-            if track is not None and _same_rate(track, frame.fs_hz):
+            if track is not None and math.isclose(track.fs_hz, frame.fs_hz, rel_tol=1e-9):
                 if end_ns <= track.next_ns + period_ns / 2:
                     self.skipped += 1  # already processed (a redelivery)
                     continue
@@ -405,33 +383,3 @@ def _signal_samples(frame: Frame | ResearchFrame) -> np.ndarray | None:
     if samples.ndim == 2:
         return np.asarray(samples[:, 0], dtype=np.float64)
     return np.asarray(samples, dtype=np.float64)
-
-
-def _same_rate(track: _Track, fs_hz: float) -> bool:
-    fs = getattr(track.state, "fs_hz", None)
-    return fs is not None and math.isclose(fs, fs_hz, rel_tol=1e-9)
-
-
-def _vital_rows(owner: Owner, origin_ns: int, found: Findings, band_live: bool) -> list[VitalRow]:
-    return [
-        VitalRow(
-            owner, origin_ns + round(v.t_s * 1e9), v.kind.value, v.value, v.window_s, v.quality
-        )
-        for v in found.vitals
-        if math.isfinite(v.value) and not (band_live and v.kind is VitalKind.RESP_RATE_EDR)
-    ]
-
-
-def _alert_rows(owner: Owner, origin_ns: int, events: Sequence[Event]) -> list[AlertRow]:
-    return [
-        AlertRow(
-            owner,
-            origin_ns + round(e.t_s * 1e9),
-            e.kind.value,
-            e.severity.value,
-            None if e.end_s is None else origin_ns + round(e.end_s * 1e9),
-            dict(e.detail),
-        )
-        for e in events
-        if e.severity is not Severity.INFO
-    ]

@@ -50,8 +50,9 @@ from psycopg.types.json import Jsonb
 
 from gateway.backoff import BackoffPolicy, BackoffState
 from gateway.ingest.dbconn import LazyConnection
-from gateway.ingest.tracks import AlertRow, Tracks, VitalRow
+from gateway.ingest.tracks import Tracks
 from gateway.ingest.validate import DAY_NS, IngestPath
+from gateway.ingest.vital_rows import AlertRow, VitalRow
 from gateway.router import ClinicalFrame, ResearchFrame
 from gateway.store import StoreError, translate_error
 from gateway.store.partitions import SignalSchema, ensure_partitions

@@ -18,7 +18,8 @@ from devices.frame import Frame, Quality, StreamKind, Timebase, Unit
 from devices.sim.signals.motion import Activity, MotionEpisode, Posture
 from devices.sim.signals.scenario import GarmentSignals, WearerScenario, build_wearer
 from gateway.ingest import tracks as tracks_module
-from gateway.ingest.tracks import AlertRow, Tracks, VitalRow
+from gateway.ingest.tracks import Tracks
+from gateway.ingest.vital_rows import AlertRow, VitalRow
 from gateway.router import ClinicalFrame, ResearchFrame
 from processing.findings import Findings
 from processing.streams import StreamState

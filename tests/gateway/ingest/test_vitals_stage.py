@@ -23,7 +23,7 @@ from devices.sim.signals.scenario import WearerScenario, build_wearer
 from gateway.backoff import BackoffPolicy
 from gateway.ingest import IngestPath
 from gateway.ingest.alerts import AlertPublisher
-from gateway.ingest.tracks import VitalRow
+from gateway.ingest.vital_rows import VitalRow
 from gateway.ingest.vitals import StoredAlert, VitalsStage, alert_id
 from gateway.router import ClinicalFrame, ResearchFrame
 from gateway.store.migrate import load_migrations, migrate
